@@ -1,0 +1,20 @@
+"""unetlab: a plugin-based U-Net architecture lab for diffusion models, in PyTorch and Jittor."""
+from .errors import UnetlabError
+from .hookspecs import hookimpl
+from .model import build_model
+from .registry import BlockDef, get_registry, portable
+from .spec import resolve_model_spec
+from .weights import count_parameters, get_weights, load_ddpm_state_dict, set_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockDef", "UnetlabError", "build_model", "count_parameters", "get_registry", "get_weights",
+    "hookimpl", "load_ddpm_state_dict", "portable", "resolve_model_spec", "set_weights",
+]
+
+# Jittor reads its environment at import time and crashes on machines with nvcc but no GPU:
+# settle its environment now (no import), so ``import unetlab; import jittor`` works too.
+from .frameworks import jittor_setup as _jittor_setup  # noqa: E402
+
+_jittor_setup.prepare()

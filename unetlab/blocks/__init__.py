@@ -1,0 +1,1 @@
+"""Slot contracts and the U-Net assembly, written once against a framework's ``ops``."""

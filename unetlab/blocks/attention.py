@@ -1,0 +1,62 @@
+"""Self-attention over the pixels of a feature map, single- or multi-head, with 1x1-conv
+projections named as in DDPM (``norm``, ``q``, ``k``, ``v``, ``proj_out``)."""
+from __future__ import annotations
+
+from ..errors import UnetlabError
+from ..options import Option
+
+COMMON_OPTIONS = (
+    Option("fp32_softmax", bool, False, "compute attention weights in float32 under mixed precision"),
+    Option("fused", bool, True, "use the framework's fused attention kernel where it has one"),
+)
+MULTIHEAD_OPTIONS = (
+    Option("heads", int, None, "number of heads (exclusive with head_channels)", nullable=True),
+    Option("head_channels", int, None, "channels per head (exclusive with heads)", nullable=True),
+) + COMMON_OPTIONS
+
+
+def num_heads(channels: int, heads: int | None, head_channels: int | None, where: str = "attention") -> int:
+    """Resolve the head count from ``heads`` or ``head_channels`` (exactly one may be given)."""
+    if heads is not None and head_channels is not None:
+        raise UnetlabError(f"{where}: give heads or head_channels, not both")
+    if head_channels is not None:
+        if head_channels <= 0 or channels % head_channels:
+            raise UnetlabError(f"{where}: head_channels={head_channels} does not divide {channels} channels")
+        return channels // head_channels
+    heads = 1 if heads is None else heads
+    if heads <= 0 or channels % heads:
+        raise UnetlabError(f"{where}: heads={heads} does not divide {channels} channels")
+    return heads
+
+
+def make_attention(ops):
+    """The attention block class for ``ops``'s framework."""
+
+    class Attention(ops.Module):
+        takes_time_embedding = False
+
+        def __init__(self, ctx, in_channels, out_channels, *, heads=None, head_channels=None,
+                     fp32_softmax=False, fused=True):
+            super().__init__()
+            self.heads = num_heads(in_channels, heads, head_channels)
+            self.fp32_softmax = fp32_softmax
+            self.fused = fused
+            self.norm = ctx.norm(in_channels)
+            self.q = ops.Conv2d(in_channels, in_channels, 1)
+            self.k = ops.Conv2d(in_channels, in_channels, 1)
+            self.v = ops.Conv2d(in_channels, in_channels, 1)
+            self.proj_out = ops.Conv2d(in_channels, in_channels, 1)
+
+        def _split(self, x):
+            b, c, hh, ww = x.shape
+            return x.reshape(b, self.heads, c // self.heads, hh * ww).permute(0, 1, 3, 2)
+
+        def forward(self, x):
+            b, c, hh, ww = x.shape
+            h = self.norm(x)
+            q, k, v = self._split(self.q(h)), self._split(self.k(h)), self._split(self.v(h))
+            out = ops.attention(q, k, v, fp32_softmax=self.fp32_softmax, fused=self.fused)
+            out = out.permute(0, 1, 3, 2).reshape(b, c, hh, ww)
+            return x + self.proj_out(out)
+
+    return Attention

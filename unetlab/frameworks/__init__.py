@@ -1,0 +1,39 @@
+"""Thin, mirrored adapters for the two frameworks unetlab runs on.
+
+``ops_for(name)`` gives the layer vocabulary blocks are written against;
+``backend_for(name)`` gives what the trainer and samplers need (devices, tensors, optimisers).
+Both import their framework only when first asked for.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..errors import UnetlabError
+
+FRAMEWORKS = ("torch", "jittor")
+
+
+def _check(name: str) -> str:
+    if name not in FRAMEWORKS:
+        raise UnetlabError(f"unknown framework {name!r} (frameworks: {', '.join(FRAMEWORKS)})")
+    return name
+
+
+def ops_for(name: str):
+    """The ``ops`` module (layers and functions) of framework ``name``."""
+    return importlib.import_module(f"unetlab.frameworks.{_check(name)}_ops")
+
+
+def backend_for(name: str):
+    """The backend module (devices, tensors, optimisers, checkpoints) of framework ``name``."""
+    return importlib.import_module(f"unetlab.frameworks.{_check(name)}_backend")
+
+
+def framework_of(tensor) -> str:
+    """``torch`` or ``jittor``, from a tensor's type."""
+    module = type(tensor).__module__
+    if module.startswith("torch"):
+        return "torch"
+    if module.startswith("jittor"):
+        return "jittor"
+    raise UnetlabError(f"not a torch or jittor tensor: {type(tensor).__name__}")

@@ -1,0 +1,152 @@
+"""What the trainer and samplers need from Jittor (mirrors ``torch_backend``)."""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from . import jittor_runtime
+
+jt = jittor_runtime.import_jittor()
+
+NAME = "jittor"
+
+
+def device_name() -> str:
+    return "cuda" if jt.flags.use_cuda else "cpu"
+
+
+def seed(value: int) -> None:
+    jt.set_global_seed(value)
+
+
+def prepare_model(model):
+    return model
+
+
+def tensor(array: np.ndarray):
+    return jt.array(np.ascontiguousarray(array))
+
+
+def numpy(x) -> np.ndarray:
+    return x.numpy()
+
+
+def item(x) -> float:
+    return float(x.item())
+
+
+def state_dict(model) -> dict:
+    return {k: np.asarray(v.numpy()) for k, v in model.state_dict().items()}
+
+
+def load_state_dict(model, arrays: dict) -> None:
+    for name, value in model.state_dict().items():
+        value.assign(jt.array(np.asarray(arrays[name], dtype=np.float32)).cast(value.dtype))
+    jt.sync_all()
+
+
+def trainable(model) -> list:
+    """Every parameter (Jittor's ``eval()`` marks parameters stop-grad, so that flag is no guide)."""
+    return list(model.named_parameters())
+
+
+def set_train(model, flag: bool) -> None:
+    model.train() if flag else model.eval()
+
+
+def no_grad():
+    return jt.no_grad()
+
+
+def autocast(precision: str):
+    """fp32 only for now: Jittor's mixed precision is switched by ``jt.flags.auto_mixed_precision_level``."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16":
+        return jt.flag_scope(auto_mixed_precision_level=5)
+    from ..errors import UnetlabError
+    raise UnetlabError(f"jittor: precision {precision!r} is not supported (supported: fp32, fp16)")
+
+
+class Optimizer:
+    """Adam or AdamW with gradient clipping, with PyTorch's update rule (so both frameworks
+    follow the same arithmetic); ``step(loss)`` returns the pre-clip grad norm."""
+
+    def __init__(self, model, kind: str, lr: float, betas=(0.9, 0.999), eps=1e-8,
+                 weight_decay=0.0, grad_clip: float | None = 1.0):
+        named = trainable(model)
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.decoupled = kind == "adamw"
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.grad_clip = grad_clip
+        self.m = [jt.zeros(p.shape, p.dtype).stop_grad() for p in self.params]
+        self.v = [jt.zeros(p.shape, p.dtype).stop_grad() for p in self.params]
+        self.n = 0
+
+    def set_lr(self, lr: float) -> None:
+        self.lr = lr
+
+    def step(self, loss):
+        grads = jt.grad(loss, self.params)
+        norm = jt.sqrt(sum((g * g).sum() for g in grads))
+        coef = jt.minimum(self.grad_clip / (norm + 1e-6), 1.0) if self.grad_clip else None
+        self.n += 1
+        b1, b2 = self.betas
+        bc1, bc2 = 1 - b1 ** self.n, 1 - b2 ** self.n
+        step_size = self.lr / bc1
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            if coef is not None:
+                g = g * coef
+            if self.weight_decay and not self.decoupled:
+                g = g + p * self.weight_decay
+            m.update(b1 * m + (1 - b1) * g)
+            v.update(b2 * v + (1 - b2) * g * g)
+            new = p * (1 - self.lr * self.weight_decay) if self.decoupled and self.weight_decay else p
+            p.update(new - step_size * m / (jt.sqrt(v) / math.sqrt(bc2) + self.eps))
+        jt.sync(self.params + self.m + self.v)
+        return norm
+
+    def state(self) -> dict:
+        out = {"step": np.asarray(float(self.n))}
+        for name, m, v in zip(self.names, self.m, self.v):
+            out[f"m/{name}"], out[f"v/{name}"] = m.numpy(), v.numpy()
+        return out
+
+    def load(self, arrays: dict) -> None:
+        if "step" not in arrays:
+            return
+        self.n = int(arrays["step"])
+        for name, m, v in zip(self.names, self.m, self.v):
+            m.assign(jt.array(arrays[f"m/{name}"]).stop_grad())
+            v.assign(jt.array(arrays[f"v/{name}"]).stop_grad())
+
+
+def ema_update(ema_model, model, decay: float) -> None:
+    ema = [p for _, p in trainable(ema_model)]
+    cur = [p for _, p in trainable(model)]
+    for e, c in zip(ema, cur):
+        e.update(e * decay + c.detach() * (1.0 - decay))
+    jt.sync(ema)
+
+
+def synchronize() -> None:
+    jt.sync_all(True)
+
+
+def reset_peak_memory() -> None:
+    pass
+
+
+def peak_memory_bytes() -> int | None:
+    return None
+
+
+def full_timesteps(n: int, value: int):
+    return jt.full((n,), int(value), dtype="int64")
+
+
+def compile_model(model):
+    return model

@@ -1,0 +1,91 @@
+"""The layer vocabulary blocks are written against, in Jittor (mirrors ``torch_ops``)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import jittor_runtime
+
+jt = jittor_runtime.import_jittor()
+from jittor import nn  # noqa: E402
+
+NAME = "jittor"
+
+
+class Module(nn.Module):
+    """Jittor module whose ``forward`` is its call, as in PyTorch."""
+
+    def execute(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+
+ModuleList = nn.ModuleList
+Conv2d = nn.Conv2d
+ConvTranspose2d = nn.ConvTranspose2d
+Linear = nn.Linear
+Dropout = nn.Dropout
+Embedding = nn.Embedding
+Identity = nn.Identity
+
+
+def GroupNorm(groups: int, channels: int, eps: float):
+    return nn.GroupNorm(groups, channels, eps=eps, affine=True)
+
+
+def silu(x):
+    return x * jt.sigmoid(x)
+
+
+def cat(xs, dim: int):
+    return jt.concat(list(xs), dim=dim)
+
+
+def chunk(x, n: int, dim: int):
+    return jt.chunk(x, n, dim=dim)
+
+
+def pad(x, lrtb):
+    """Zero-pad the last two dims by (left, right, top, bottom)."""
+    return nn.pad(x, list(lrtb))
+
+
+def upsample_nearest2x(x):
+    n, c, h, w = x.shape
+    return x.reindex([n, c, h * 2, w * 2], ["i0", "i1", "i2/2", "i3/2"])
+
+
+def avg_pool2x(x):
+    return nn.avg_pool2d(x, kernel_size=2, stride=2)
+
+
+def sin(x):
+    return jt.sin(x)
+
+
+def cos(x):
+    return jt.cos(x)
+
+
+def as_float(x):
+    return x.float32()
+
+
+def constant(array: np.ndarray, like=None):
+    return jt.array(np.asarray(array, dtype=np.float32))
+
+
+
+def zero_module(module):
+    """Zero every parameter of ``module`` (initialisers keep zero parameters at zero)."""
+    for p in module.parameters():
+        p.assign(jt.zeros_like(p))
+    module.unetlab_zero_init = True
+    return module
+
+
+def attention(q, k, v, fp32_softmax: bool = False, fused: bool = True):
+    """Softmax attention over (batch, heads, length, head_dim) arrays (Jittor has no fused kernel)."""
+    out_dtype = q.dtype
+    if fp32_softmax:
+        q, k, v = q.float32(), k.float32(), v.float32()
+    w = nn.softmax(jt.matmul(q, k.transpose(0, 1, 3, 2)) * (q.shape[-1] ** -0.5), dim=-1)
+    return jt.matmul(w, v).cast(out_dtype)

@@ -1,0 +1,29 @@
+"""Import Jittor once per process, after :func:`jittor_setup.prepare` has set its environment."""
+from __future__ import annotations
+
+import os
+import sys
+
+from . import jittor_setup
+
+_jt = None
+
+
+def import_jittor(device: str | None = None):
+    """Return the ``jittor`` module, prepared for this machine (see :mod:`jittor_setup`).
+
+    ``device`` (``auto``, ``cpu`` or ``cuda``) defaults to ``$UNETLAB_JITTOR_DEVICE`` or ``auto``.
+    The one-line set-up summary goes to stderr unless ``$UNETLAB_QUIET`` is set.
+    """
+    global _jt
+    if _jt is not None:
+        return _jt
+    summary = jittor_setup.prepare(device)
+    if not os.environ.get("UNETLAB_QUIET"):
+        print(summary, file=sys.stderr)
+    import jittor
+
+    if jittor.has_cuda and os.environ.get("nvcc_path", None) != "":
+        jittor.flags.use_cuda = 1
+    _jt = jittor
+    return jittor

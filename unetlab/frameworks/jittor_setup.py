@@ -1,0 +1,119 @@
+"""Prepare the environment so that ``import jittor`` works offline, once per process.
+
+Jittor decides at import time whether to build for CUDA and downloads oneDNN and other
+libraries on first use.  On machines with ``nvcc`` installed but no GPU, a plain import
+crashes; offline, the oneDNN download fails.  :func:`prepare` settles both *before* the
+import and returns a one-line description of what it did.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import UnetlabError
+
+#: The directory name Jittor looks for under ``<home>/.cache/jittor/mkl``.
+ONEDNN_DIRNAME = "dnnl_lnx_2.2.0_cpu_gomp"
+#: Where Debian's ``libdnnl-dev`` puts the library and headers.
+SYSTEM_ONEDNN_LIBS = ("/usr/lib/x86_64-linux-gnu/libdnnl.so.2", "/usr/lib/aarch64-linux-gnu/libdnnl.so.2")
+SYSTEM_ONEDNN_INCLUDE = "/usr/include"
+
+_summary: str | None = None
+
+
+def cuda_device_visible() -> bool:
+    """True when an NVIDIA device node or driver library is present (no CUDA runtime import)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if glob.glob("/dev/nvidia[0-9]*"):
+        return True
+    return False
+
+
+def jittor_home() -> Path:
+    """The folder Jittor uses as its home (``$JITTOR_HOME``, its config file, or ``~``)."""
+    if os.environ.get("JITTOR_HOME"):
+        return Path(os.environ["JITTOR_HOME"])
+    config = Path.home() / ".cache" / "jittor" / "config.json"
+    if config.is_file():
+        try:
+            home = json.loads(config.read_text()).get("JITTOR_HOME")
+            if home:
+                return Path(home)
+        except (OSError, ValueError):
+            pass
+    return Path.home()
+
+
+def onednn_dir() -> Path:
+    return jittor_home() / ".cache" / "jittor" / "mkl" / ONEDNN_DIRNAME
+
+
+def provide_system_onednn() -> str:
+    """Lay out the system oneDNN where Jittor expects its own download.
+
+    Returns a short word on the outcome: ``present`` (Jittor's own or an earlier layout),
+    ``system`` (linked now) or ``missing`` (no system oneDNN; Jittor would download).
+    """
+    target = onednn_dir()
+    lib = target / "lib" / "libmkldnn.so"
+    if lib.exists():
+        return "present"
+    system_lib = next((p for p in SYSTEM_ONEDNN_LIBS if os.path.exists(p)), None)
+    if system_lib is None or not os.path.exists(os.path.join(SYSTEM_ONEDNN_INCLUDE, "dnnl.h")):
+        return "missing"
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "lib").mkdir(parents=True)
+    (tmp / "include").mkdir()
+    (tmp / "lib" / "libmkldnn.so").symlink_to(system_lib)
+    for header in glob.glob(os.path.join(SYSTEM_ONEDNN_INCLUDE, "dnnl*.h*")):
+        (tmp / "include" / os.path.basename(header)).symlink_to(header)
+    oneapi = os.path.join(SYSTEM_ONEDNN_INCLUDE, "oneapi")
+    if os.path.isdir(oneapi):
+        (tmp / "include" / "oneapi").symlink_to(oneapi)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process won the race; its layout is equivalent
+        shutil.rmtree(tmp, ignore_errors=True)
+    return "system"
+
+
+def prepare(device: str | None = None) -> str:
+    """Set Jittor's environment variables; call before the first ``import jittor``.
+
+    ``device`` is ``auto`` (CUDA when a device is visible), ``cpu`` or ``cuda``; it defaults
+    to ``$UNETLAB_JITTOR_DEVICE`` or ``auto``.  Later calls return the first call's summary.
+    Returns a one-line summary such as ``jittor: cpu, oneDNN from the system, downloads off``.
+    """
+    global _summary
+    device = os.environ.get("UNETLAB_JITTOR_DEVICE", "auto") if device is None else device
+    if _summary is not None:
+        return _summary
+    if device not in ("auto", "cpu", "cuda"):
+        raise UnetlabError(f"jittor device must be auto, cpu or cuda, not {device!r}")
+    use_cuda = cuda_device_visible() if device == "auto" else device == "cuda"
+    if device == "cuda" and not cuda_device_visible():
+        raise UnetlabError("jittor: device 'cuda' requested but no NVIDIA device is visible")
+    env = os.environ
+    if not use_cuda:
+        env["nvcc_path"] = ""
+    for flag in ("use_cutt", "use_cutlass", "use_nccl", "use_mpi"):
+        env.setdefault(flag, "0")
+    env.setdefault("log_silent", "1")
+    parts = ["cuda" if use_cuda else "cpu"]
+    if env.get("use_mkl", "1") == "1":
+        onednn = provide_system_onednn()
+        if onednn == "missing":
+            env["use_mkl"] = "0"
+            parts.append("oneDNN missing (install libdnnl-dev): slow CPU convolutions")
+        else:
+            parts.append({"present": "oneDNN cached", "system": "oneDNN linked from the system"}[onednn])
+    else:
+        parts.append("oneDNN off")
+    parts.append("downloads off")
+    _summary = "jittor: " + ", ".join(parts)
+    return _summary

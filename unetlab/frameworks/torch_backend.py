@@ -1,0 +1,154 @@
+"""What the trainer and samplers need from PyTorch (mirrors ``jittor_backend``)."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+NAME = "torch"
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_name() -> str:
+    d = device()
+    return torch.cuda.get_device_name(d) if d.type == "cuda" else "cpu"
+
+
+def seed(value: int) -> None:
+    torch.manual_seed(value)
+
+
+def prepare_model(model):
+    """Move ``model`` to the device; returns it."""
+    return model.to(device())
+
+
+def tensor(array: np.ndarray):
+    """A tensor on the device holding ``array`` (dtype kept)."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device(), non_blocking=True)
+
+
+def numpy(x) -> np.ndarray:
+    return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+
+
+def item(x) -> float:
+    return float(x.detach().item())
+
+
+def state_dict(model) -> dict:
+    """Parameters and buffers as float32 numpy arrays, by name."""
+    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+
+def load_state_dict(model, arrays: dict) -> None:
+    """Copy numpy ``arrays`` into ``model`` (names and shapes must match; see ``weights``)."""
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            value.copy_(torch.from_numpy(np.asarray(arrays[name])).to(value.dtype))
+
+
+def trainable(model) -> list:
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def set_train(model, flag: bool) -> None:
+    model.train(flag)
+
+
+def no_grad():
+    return torch.no_grad()
+
+
+def autocast(precision: str):
+    """A context running the forward pass in ``precision`` (fp32, tf32 or bf16)."""
+    dev = device().type
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    if precision == "bf16":
+        return torch.autocast(device_type=dev, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Optimizer:
+    """Adam or AdamW with gradient clipping; ``step(loss)`` returns the pre-clip grad norm."""
+
+    def __init__(self, model, kind: str, lr: float, betas=(0.9, 0.999), eps=1e-8,
+                 weight_decay=0.0, grad_clip: float | None = 1.0):
+        params = [p for _, p in trainable(model)]
+        cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+        fused = device().type == "cuda"
+        self.opt = cls(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused)
+        self.params = params
+        self.names = [n for n, _ in trainable(model)]
+        self.grad_clip = grad_clip
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
+    def step(self, loss):
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = self.grad_clip if self.grad_clip else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+        self.opt.step()
+        return norm
+
+    def state(self) -> dict:
+        """Moments and step count as numpy arrays keyed by parameter name."""
+        out = {}
+        for name, p in zip(self.names, self.params):
+            st = self.opt.state.get(p, {})
+            if st:
+                out[f"m/{name}"] = st["exp_avg"].detach().cpu().numpy()
+                out[f"v/{name}"] = st["exp_avg_sq"].detach().cpu().numpy()
+                out["step"] = np.asarray(float(st["step"]))
+        return out
+
+    def load(self, arrays: dict) -> None:
+        if "step" not in arrays:
+            return
+        dev = self.params[0].device
+        for name, p in zip(self.names, self.params):
+            self.opt.state[p] = {
+                "step": torch.tensor(float(arrays["step"]), device=dev if self.opt.defaults.get("fused") else "cpu"),
+                "exp_avg": torch.from_numpy(arrays[f"m/{name}"]).to(dev),
+                "exp_avg_sq": torch.from_numpy(arrays[f"v/{name}"]).to(dev),
+            }
+
+
+def ema_update(ema_model, model, decay: float) -> None:
+    with torch.no_grad():
+        ema = [p for _, p in trainable(ema_model)]
+        cur = [p for _, p in trainable(model)]
+        torch._foreach_lerp_(ema, cur, 1.0 - decay)
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory_bytes() -> int | None:
+    """Peak device memory since the last reset (None on the CPU, where it is not tracked)."""
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated())
+    return None
+
+
+def full_timesteps(n: int, value: int):
+    return torch.full((n,), int(value), dtype=torch.long, device=device())
+
+
+def compile_model(model):
+    return torch.compile(model)

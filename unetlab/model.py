@@ -1,0 +1,21 @@
+"""``build_model``: a spec in, a framework-native U-Net out."""
+from __future__ import annotations
+
+from .blocks.unet import unet_class
+from .frameworks import backend_for, ops_for
+from .spec.model import ModelSpec, resolve_model_spec
+from .weights import init_weights
+
+
+def build_model(spec="ddpm", framework: str = "torch", seed: int = 0, device: bool = True):
+    """Build the U-Net described by ``spec`` in ``framework`` (``torch`` or ``jittor``).
+
+    ``spec`` is a preset name (``"ddpm"``), a mapping, a YAML path or a :class:`ModelSpec`.
+    The model is initialised from ``seed`` identically in both frameworks, moved to the
+    framework's device unless ``device`` is False, and called as ``model(x, t)``.  Its resolved
+    spec is recorded as ``model.unetlab_config``.
+    """
+    resolved: ModelSpec = resolve_model_spec(spec)
+    model = unet_class(ops_for(framework))(resolved, framework)
+    init_weights(model, seed)
+    return backend_for(framework).prepare_model(model) if device else model

@@ -1,0 +1,170 @@
+"""The block registry: a pluggy ``PluginManager("unetlab")`` fed by entry points.
+
+Built-in blocks live in :mod:`unetlab.plugins` and reach the registry through the same
+entry-point group (``unetlab``) that third-party packages use.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Mapping
+
+import pluggy
+
+from . import hookspecs
+from .errors import UnetlabError
+from .options import Option, OptionSet
+
+SLOTS = ("resblock", "attention", "time_embedding", "downsample", "upsample")
+FRAMEWORKS = ("torch", "jittor")
+
+#: An implementation reference: a class, ``"module:attr"``, or a zero-argument callable
+#: returning the class (so that a framework is imported only when its block is built).
+ImplRef = Any
+
+
+@dataclass
+class BlockDef:
+    """A block that can fill one slot of the U-Net, in every framework it supports."""
+
+    slot: str
+    name: str
+    impls: Mapping[str, ImplRef]
+    options: tuple[Option, ...] = ()
+    doc: str = ""
+    provider: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.slot not in SLOTS:
+            raise UnetlabError(f"block {self.name!r}: unknown slot {self.slot!r} (slots: {', '.join(SLOTS)})")
+        bad = sorted(set(self.impls) - set(FRAMEWORKS))
+        if bad:
+            raise UnetlabError(f"block {self.slot}/{self.name}: unknown framework {bad[0]!r} "
+                               f"(frameworks: {', '.join(FRAMEWORKS)})")
+        self.options = tuple(self.options)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.slot, self.name)
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        return tuple(f for f in FRAMEWORKS if f in self.impls)
+
+    def resolve_options(self, given: Mapping, where: str) -> dict:
+        return OptionSet(self.options).resolve(dict(given), where)
+
+    def implementation(self, framework: str) -> type:
+        """The module class for ``framework``, imported on first use."""
+        if framework not in self.impls:
+            raise UnetlabError(f"block {self.slot}/{self.name} has no {framework} implementation "
+                               f"(it has: {', '.join(self.frameworks) or 'none'})")
+        return _load_impl(self.impls[framework])
+
+
+def _load_impl(ref: ImplRef) -> type:
+    if isinstance(ref, type):
+        return ref
+    if isinstance(ref, str):
+        module, _, attr = ref.partition(":")
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+    if callable(ref):
+        return ref()
+    raise UnetlabError(f"cannot load block implementation from {ref!r}")
+
+
+def portable(factory: Callable, frameworks: Iterable[str] = FRAMEWORKS) -> dict:
+    """Implementations for each framework from one ``factory(ops) -> class``.
+
+    ``ops`` is :mod:`unetlab.frameworks.torch_ops` or :mod:`unetlab.frameworks.jittor_ops`,
+    the thin layer vocabulary both frameworks share.  The class is built once per framework.
+    """
+    from .frameworks import ops_for
+
+    cache: dict[str, type] = {}
+
+    def loader(fw):
+        def load():
+            if fw not in cache:
+                cache[fw] = factory(ops_for(fw))
+            return cache[fw]
+        return load
+
+    return {fw: loader(fw) for fw in frameworks}
+
+
+class Registry:
+    """Every block and preset the installed plugins provide."""
+
+    def __init__(self, plugin_manager: pluggy.PluginManager):
+        self.pm = plugin_manager
+        self.blocks: dict[tuple[str, str], BlockDef] = {}
+        self.presets: dict[str, dict] = {}
+        preset_providers: dict[str, str] = {}
+        for plugin in plugin_manager.get_plugins():
+            provider = _provider_name(plugin_manager, plugin)
+            impl = getattr(plugin, "unetlab_blocks", None)
+            for block in (impl() if impl else None) or []:
+                if block.key in self.blocks:
+                    other = self.blocks[block.key].provider
+                    raise UnetlabError(f"block {block.slot}/{block.name} is registered twice: "
+                                       f"by {other} and by {provider}")
+                block.provider = provider
+                self.blocks[block.key] = block
+            impl = getattr(plugin, "unetlab_presets", None)
+            for name, preset in ((impl() if impl else None) or {}).items():
+                if name in self.presets:
+                    raise UnetlabError(f"preset {name!r} is registered twice: "
+                                       f"by {preset_providers[name]} and by {provider}")
+                self.presets[name] = preset
+                preset_providers[name] = provider
+
+    def block(self, slot: str, name: str, where: str = "") -> BlockDef:
+        """The block for ``slot``/``name``, or an error listing the valid names."""
+        prefix = f"{where}: " if where else ""
+        if slot not in SLOTS:
+            raise UnetlabError(f"{prefix}unknown slot {slot!r} (slots: {', '.join(SLOTS)})")
+        if (slot, name) not in self.blocks:
+            valid = ", ".join(sorted(n for s, n in self.blocks if s == slot))
+            raise UnetlabError(f"{prefix}unknown {slot} block {name!r} (valid {slot} blocks: {valid})")
+        return self.blocks[(slot, name)]
+
+    def preset(self, name: str) -> dict:
+        if name not in self.presets:
+            raise UnetlabError(f"unknown preset {name!r} (presets: {', '.join(sorted(self.presets))})")
+        return self.presets[name]
+
+    def blocks_in(self, slot: str) -> list[BlockDef]:
+        return [b for (s, _), b in sorted(self.blocks.items()) if s == slot]
+
+
+def _provider_name(pm: pluggy.PluginManager, plugin) -> str:
+    module = getattr(plugin, "__name__", type(plugin).__name__)
+    for p, dist in pm.list_plugin_distinfo():
+        if p is plugin:
+            return f"{dist.project_name} ({module})"
+    return module
+
+
+def make_plugin_manager(extra_plugins: Iterable = ()) -> pluggy.PluginManager:
+    """A plugin manager with every ``unetlab`` entry point loaded, plus ``extra_plugins``."""
+    pm = pluggy.PluginManager("unetlab")
+    pm.add_hookspecs(hookspecs)
+    pm.load_setuptools_entrypoints("unetlab")
+    for plugin in extra_plugins:
+        pm.register(plugin)
+    return pm
+
+
+@lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    """The process-wide registry (entry points are read once)."""
+    registry = Registry(make_plugin_manager())
+    if not any(b.provider.startswith("unetlab ") for b in registry.blocks.values()):
+        raise UnetlabError("no built-in blocks found: install unetlab (pip install -e .) so that "
+                           "its entry points are registered")
+    return registry
