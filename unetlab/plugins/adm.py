@@ -16,6 +16,8 @@ def _defaults(options, **defaults):
 
 
 ADM_RES = _defaults(RESBLOCK_OPTIONS, conditioning="scale_shift", zero_init=True)
+# a resampling residual block keeps its width, so it has no shortcut projection to choose
+ADM_RESAMPLE = tuple(o for o in ADM_RES if o.name != "shortcut")
 
 ADM_CIFAR10 = {
     "image_size": 32, "in_channels": 3, "out_channels": 3,
@@ -40,11 +42,11 @@ def unetlab_blocks():
         BlockDef("downsample", "conv", portable(make_conv_down(asymmetric=False)), (),
                  "3x3 stride-2 conv, padding 1"),
         BlockDef("downsample", "avgpool", portable(make_avgpool_down), (), "2x2 average pooling"),
-        BlockDef("downsample", "resblock", portable(make_resample_resblock("down")), ADM_RES,
+        BlockDef("downsample", "resblock", portable(make_resample_resblock("down")), ADM_RESAMPLE,
                  "residual block that average-pools inside (BigGAN/ADM)"),
         BlockDef("upsample", "convtranspose", portable(make_transposed_conv_up), (),
                  "4x4 stride-2 transposed conv"),
-        BlockDef("upsample", "resblock", portable(make_resample_resblock("up")), ADM_RES,
+        BlockDef("upsample", "resblock", portable(make_resample_resblock("up")), ADM_RESAMPLE,
                  "residual block that upsamples (nearest) inside (BigGAN/ADM)"),
     ]
 

@@ -1,0 +1,50 @@
+"""The ``unetlab`` command: each subcommand lives in its own module under ``unetlab.commands``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .errors import UnetlabError
+
+#: subcommand -> module in unetlab.commands providing ``add_parser(subparsers)`` and ``run(args)``
+COMMANDS = {
+    "plugins": "plugins",
+    "report": "report",
+    "train": "train",
+    "sample": "sample",
+    "ablate": "ablate",
+    "table": "table",
+    "fid": "fid",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unetlab", description="A plugin-based U-Net lab for diffusion models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(f"unetlab.commands.{module}")
+        p = mod.add_parser(sub)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args._run(args) or 0
+    except UnetlabError as exc:
+        print(f"unetlab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"unetlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

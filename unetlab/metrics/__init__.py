@@ -1,0 +1,1 @@
+"""Measurements: model size and cost, FID, speed and memory."""

@@ -1,0 +1,130 @@
+"""The sections around the model in a run spec: diffusion, data, train, sample and eval.
+
+Every section is a typed :class:`OptionSet`; ``resolve_run_spec`` validates a whole spec
+(naming the key path of any problem) and returns a plain, JSON-able mapping with every
+default filled in -- the resolved config recorded in each run folder.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..errors import UnetlabError
+from ..options import Option, OptionSet
+from .loading import load_mapping
+from .model import resolve_model_spec
+
+DIFFUSION = OptionSet((
+    Option("T", int, 1000, "number of diffusion steps"),
+    Option("schedule", str, "linear", "beta schedule", choices=("linear", "cosine", "quadratic")),
+    Option("beta_start", float, 1e-4, "first beta (linear and quadratic)"),
+    Option("beta_end", float, 0.02, "last beta (linear and quadratic)"),
+    Option("prediction", str, "eps", "what the network predicts", choices=("eps", "v", "x0")),
+    Option("timestep_sampling", str, "uniform", "how training timesteps are drawn",
+           choices=("uniform", "antithetic")),
+))
+
+DATA = OptionSet((
+    Option("dataset", str, "digits", "training images", choices=("digits", "shapes", "cifar10", "folder")),
+    Option("root", str, "data", "folder holding cifar-10-batches-py or the image folder"),
+    Option("download", bool, True, "cifar10: download with torchvision when it is missing"),
+    Option("flip", bool, True, "random horizontal flips"),
+    Option("limit", int, None, "use at most this many images", nullable=True),
+    Option("num_images", int, 2048, "shapes: how many images to generate"),
+))
+
+TRAIN = OptionSet((
+    Option("batch_size", int, 256, "images per step"),
+    Option("lr", float, 1e-4, "peak learning rate"),
+    Option("optimizer", str, "adam", "optimizer", choices=("adam", "adamw")),
+    Option("betas", list, [0.9, 0.999], "Adam betas", item=float),
+    Option("weight_decay", float, 0.0, "weight decay (L2 for adam, decoupled for adamw)"),
+    Option("warmup_steps", int, 0, "linear learning-rate warm-up"),
+    Option("grad_clip", float, 1.0, "clip the global gradient norm (null: no clipping)", nullable=True),
+    Option("ema_decay", float, 0.9999, "EMA decay of the weights used for sampling"),
+    Option("ema_start", int, 0, "step from which the EMA tracks the weights (copied before)"),
+    Option("steps", int, None, "budget in optimizer steps", nullable=True),
+    Option("epochs", float, None, "budget in passes over the data", nullable=True),
+    Option("minutes", float, None, "budget in wall-clock minutes of training", nullable=True),
+    Option("precision", str, "fp32", "fp32, tf32 or bf16 (torch); fp32 or fp16 (jittor)",
+           choices=("fp32", "tf32", "bf16", "fp16")),
+    Option("compile", bool, False, "torch.compile the model (torch only)"),
+    Option("noise", str, "host", "where training noise is drawn: host (numpy: identical across "
+           "frameworks) or device (faster on a GPU)", choices=("host", "device")),
+    Option("log_every", int, 10, "write a metrics record every N steps"),
+    Option("checkpoint_every", int, 200, "write the resumable checkpoint every N steps"),
+    Option("seed", int, 0, "seed of weights, data order and noise"),
+))
+
+SAMPLE = OptionSet((
+    Option("sampler", str, "ddim", "sampler", choices=("ddim", "ddpm")),
+    Option("steps", int, 50, "DDIM steps S (ddpm uses all T)"),
+    Option("eta", float, 0.0, "DDIM eta: 0 deterministic, 1 DDPM-like"),
+    Option("skip", str, "uniform", "DDIM step selection", choices=("uniform", "quadratic")),
+    Option("num_images", int, 64, "images in the sample grid"),
+    Option("batch_size", int, 256, "images per sampling batch"),
+    Option("ema", bool, True, "sample from the EMA weights"),
+))
+
+EVAL = OptionSet((
+    Option("fid_samples", int, 0, "images generated for FID (0: no FID)"),
+    Option("fid_mode", str, "clean", "clean-fid mode", choices=("clean", "legacy_tensorflow", "legacy_pytorch")),
+    Option("reference", str, "cifar10-train", "reference statistics: cifar10-train (Inception FID) or "
+           "dataset (a small-feature Frechet distance against the training images; not FID)",
+           choices=("cifar10-train", "dataset")),
+    Option("cache_dir", str, None, "folder with Inception weights and reference statistics "
+           "(default: clean-fid's own cache)", nullable=True),
+))
+
+SECTIONS = {"diffusion": DIFFUSION, "data": DATA, "train": TRAIN, "sample": SAMPLE, "eval": EVAL}
+TOP_LEVEL = ("model",) + tuple(SECTIONS)
+
+
+def resolve_run_spec(spec: Any, where: str = "") -> dict:
+    """Validate a run spec (mapping or YAML path) and return it with every default filled in."""
+    raw = load_mapping(spec, "run spec")
+    prefix = f"{where}." if where else ""
+    unknown = sorted(set(raw) - set(TOP_LEVEL))
+    if unknown:
+        raise UnetlabError(f"{prefix}{unknown[0]}: unknown section (sections: {', '.join(TOP_LEVEL)})")
+    out = {"model": resolve_model_spec(raw.get("model", {"preset": "ddpm"}), f"{prefix}model").to_config()}
+    for name, options in SECTIONS.items():
+        section = raw.get(name) or {}
+        if not isinstance(section, Mapping):
+            raise UnetlabError(f"{prefix}{name}: expected a mapping, got {section!r}")
+        out[name] = options.resolve(section, f"{prefix}{name}")
+    _check_consistency(out, prefix)
+    return out
+
+
+def _check_consistency(spec: dict, prefix: str) -> None:
+    train, diffusion, sample = spec["train"], spec["diffusion"], spec["sample"]
+    budgets = [k for k in ("steps", "epochs", "minutes") if train[k] is not None]
+    if len(budgets) > 1:
+        raise UnetlabError(f"{prefix}train: give one budget of steps, epochs or minutes, not {' and '.join(budgets)}")
+    for key in ("batch_size", "lr", "log_every", "checkpoint_every"):
+        if train[key] <= 0:
+            raise UnetlabError(f"{prefix}train.{key}: must be positive, got {train[key]}")
+    if diffusion["T"] < 2:
+        raise UnetlabError(f"{prefix}diffusion.T: must be at least 2, got {diffusion['T']}")
+    if not 0 < sample["steps"] <= diffusion["T"]:
+        raise UnetlabError(f"{prefix}sample.steps: must be in 1..T={diffusion['T']}, got {sample['steps']}")
+    if not 0.0 <= train["ema_decay"] < 1.0:
+        raise UnetlabError(f"{prefix}train.ema_decay: must be in [0, 1), got {train['ema_decay']}")
+    if spec["data"]["dataset"] == "digits" and spec["model"]["in_channels"] != 1:
+        raise UnetlabError(f"{prefix}model.in_channels: the digits dataset has 1 channel, "
+                           f"the model takes {spec['model']['in_channels']}")
+    if spec["data"]["dataset"] in ("cifar10", "shapes") and spec["model"]["in_channels"] != 3:
+        raise UnetlabError(f"{prefix}model.in_channels: the {spec['data']['dataset']} dataset has 3 channels, "
+                           f"the model takes {spec['model']['in_channels']}")
+
+
+def budget_steps(train: dict, dataset_size: int) -> int | None:
+    """Optimizer steps for a steps or epochs budget (None for a wall-clock budget)."""
+    if train["steps"] is not None:
+        return train["steps"]
+    if train["epochs"] is not None:
+        per_epoch = max(1, dataset_size // train["batch_size"])
+        return max(1, int(round(train["epochs"] * per_epoch)))
+    if train["minutes"] is not None:
+        return None
+    raise UnetlabError("train: no budget: give train.steps, train.epochs or train.minutes")
