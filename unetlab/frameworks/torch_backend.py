@@ -152,3 +152,7 @@ def full_timesteps(n: int, value: int):
 
 def compile_model(model):
     return torch.compile(model)
+
+
+def randn_like(x):
+    return torch.randn_like(x)

@@ -1,0 +1,153 @@
+"""Training images as one numpy pipeline feeding both frameworks.
+
+Images are float32 arrays (N, C, H, W) in [-1, 1].  Batches are a pure function of
+``(seed, step)``, so a resumed run sees exactly the batches an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UnetlabError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of (N, H, W, C) uint8 or float images to size x size (PIL)."""
+    from PIL import Image
+
+    if images.shape[1] == size and images.shape[2] == size:
+        return images.astype(np.float32)
+    out = []
+    for img in images:
+        channels = [np.asarray(Image.fromarray(img[..., c].astype(np.float32), mode="F")
+                               .resize((size, size), Image.BILINEAR)) for c in range(img.shape[-1])]
+        out.append(np.stack(channels, axis=-1))
+    return np.stack(out).astype(np.float32)
+
+
+def _to_model_range(images_nhwc: np.ndarray, max_value: float) -> np.ndarray:
+    x = images_nhwc.astype(np.float32) / max_value * 2.0 - 1.0
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def digits(image_size: int = 16) -> np.ndarray:
+    """scikit-learn's 1,797 shipped 8x8 digits, upscaled to ``image_size`` (1 channel)."""
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[..., None]  # values 0..16
+    return _to_model_range(_resize(images, image_size), 16.0)
+
+
+def shapes(image_size: int = 16, n: int = 2048, seed: int = 0) -> np.ndarray:
+    """Generated RGB images: one filled disc or square of random colour, size and place."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:image_size, 0:image_size].astype(np.float32) + 0.5
+    out = np.empty((n, image_size, image_size, 3), np.float32)
+    for i in range(n):
+        bg, fg = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+        r = rng.uniform(0.15, 0.35) * image_size
+        cy, cx = rng.uniform(r, image_size - r, 2)
+        if rng.random() < 0.5:
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        else:
+            mask = (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r)
+        out[i] = np.where(mask[..., None], fg, bg)
+    return _to_model_range(out, 1.0)
+
+
+def _read_cifar_folder(folder: Path) -> np.ndarray:
+    batches = []
+    for k in range(1, 6):
+        with open(folder / f"data_batch_{k}", "rb") as f:
+            batches.append(pickle.load(f, encoding="latin1")["data"])
+    return np.concatenate(batches).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+
+
+def cifar10(root: str | os.PathLike, image_size: int = 32, download: bool = True) -> np.ndarray:
+    """The 50,000 CIFAR-10 training images from ``root/cifar-10-batches-py``.
+
+    When that folder is missing and ``download`` is on, torchvision downloads it; offline this
+    fails with a message saying what to put where.
+    """
+    root = Path(root)
+    folder = root / "cifar-10-batches-py"
+    if not (folder / "data_batch_1").is_file():
+        reason = "download is off (data.download: false)"
+        if download:
+            try:
+                from torchvision.datasets import CIFAR10
+
+                CIFAR10(str(root), train=True, download=True)
+            except Exception as exc:  # noqa: BLE001 - any failure becomes one clear line
+                reason = f"the download failed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        if not (folder / "data_batch_1").is_file():
+            raise UnetlabError(f"CIFAR-10 not found at {folder} and {reason}: extract "
+                               f"cifar-10-python.tar.gz into {root}/ (giving {folder}/data_batch_1..5), "
+                               f"or use data.dataset: folder")
+    return _to_model_range(_resize(_read_cifar_folder(folder), image_size), 255.0)
+
+
+def image_folder(root: str | os.PathLike, image_size: int, channels: int) -> np.ndarray:
+    """Every image under ``root`` (recursively), resized to ``image_size``."""
+    from PIL import Image
+
+    root = Path(root)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
+    if not files:
+        raise UnetlabError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    mode = "L" if channels == 1 else "RGB"
+    images = [np.asarray(Image.open(p).convert(mode).resize((image_size, image_size), Image.BILINEAR))
+              for p in files]
+    arr = np.stack(images)
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    return _to_model_range(arr, 255.0)
+
+
+def load_dataset(data: dict, image_size: int, channels: int, seed: int = 0) -> np.ndarray:
+    """The images a resolved ``data`` section describes, as (N, C, H, W) float32 in [-1, 1]."""
+    name = data["dataset"]
+    if name == "digits":
+        images = digits(image_size)
+    elif name == "shapes":
+        images = shapes(image_size, data["num_images"], seed)
+    elif name == "cifar10":
+        images = cifar10(data["root"], image_size, data["download"])
+    elif name == "folder":
+        images = image_folder(data["root"], image_size, channels)
+    else:
+        raise UnetlabError(f"unknown dataset {name!r}")
+    if images.shape[1] != channels:
+        raise UnetlabError(f"data: {name} images have {images.shape[1]} channels, the model takes {channels}")
+    if data["limit"] is not None:
+        images = images[: data["limit"]]
+    return images
+
+
+class Batches:
+    """Batch ``k`` of a run is a pure function of ``(seed, k)``: reshuffled every epoch,
+    optionally flipped, so interrupted and resumed runs see the same data."""
+
+    def __init__(self, images: np.ndarray, batch_size: int, seed: int, flip: bool):
+        if len(images) < batch_size:
+            raise UnetlabError(f"train.batch_size {batch_size} exceeds the {len(images)} training images")
+        self.images, self.batch_size, self.seed, self.flip = images, batch_size, seed, flip
+        self.per_epoch = len(images) // batch_size
+        self._epoch, self._order = None, None
+
+    def __call__(self, step: int) -> np.ndarray:
+        epoch, index = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._order = np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.images))
+            self._epoch = epoch
+        idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        batch = self.images[idx]
+        if self.flip:
+            flips = np.random.default_rng([self.seed, 2, step]).random(len(idx)) < 0.5
+            batch = np.where(flips[:, None, None, None], batch[..., ::-1], batch)
+        return np.ascontiguousarray(batch, dtype=np.float32)

@@ -1,0 +1,249 @@
+"""DDPM training, written once against the framework backends.
+
+Everything random in a step -- the batch, its flips, the timesteps, the noise (with
+``train.noise: host``) and the framework's own RNG (dropout) -- is seeded from
+``(seed, step)``, so a resumed run repeats exactly what an uninterrupted one does.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import rundir
+from .data import Batches, load_dataset
+from .diffusion import make_schedule, noisy_inputs, sample_timesteps
+from .errors import UnetlabError
+from .frameworks import backend_for, ops_for
+from .model import build_model
+from .spec import budget_steps, resolve_run_spec
+from .weights import count_parameters, get_weights, set_weights
+
+
+class TrainingDiverged(UnetlabError):
+    """The loss became NaN or infinite."""
+
+
+def smoothed_losses(records: list[dict], window: int = 5) -> list[float]:
+    """Running mean of the logged losses over ``window`` records."""
+    losses = [r["loss"] for r in records if r.get("loss") is not None]
+    return [float(np.mean(losses[max(0, i + 1 - window): i + 1])) for i in range(len(losses))]
+
+
+def _lr_at(train: dict, step: int) -> float:
+    if train["warmup_steps"] > 0:
+        return train["lr"] * min(1.0, (step + 1) / train["warmup_steps"])
+    return train["lr"]
+
+
+class Trainer:
+    """One run: model, EMA, optimizer and data, stepping and checkpointing into ``run_dir``."""
+
+    def __init__(self, spec, run_dir, framework: str, seed: int | None = None, identity: dict | None = None):
+        self.spec = resolve_run_spec(spec)
+        self.train = self.spec["train"]
+        self.seed = self.train["seed"] if seed is None else seed
+        self.framework = framework
+        self.backend = backend_for(framework)
+        self.ops = ops_for(framework)
+        self.run_dir = Path(run_dir)
+        self._write_config(identity or {})
+        m = self.spec["model"]
+        self.images = load_dataset(self.spec["data"], m["image_size"], m["in_channels"], self.seed)
+        self.batches = Batches(self.images, self.train["batch_size"], self.seed, self.spec["data"]["flip"])
+        self.total_steps = budget_steps(self.train, len(self.images))
+        schedule = make_schedule(self.spec["diffusion"])
+        abar = schedule.alphas_cumprod
+        self.sqrt_ab = np.sqrt(abar).astype(np.float32)
+        self.sqrt_1m_ab = np.sqrt(1.0 - abar).astype(np.float32)
+        self.model = build_model(m, framework, seed=self.seed)
+        self.ema = build_model(m, framework, seed=self.seed)
+        self.backend.set_train(self.ema, False)
+        self.forward = self.model
+        if self.train["compile"]:
+            if framework != "torch":
+                raise UnetlabError(f"train.compile: only torch models can be compiled, not {framework}")
+            self.forward = self.backend.compile_model(self.model)
+        self.opt = self.backend.Optimizer(self.model, self.train["optimizer"], self.train["lr"],
+                                          self.train["betas"], 1e-8, self.train["weight_decay"],
+                                          self.train["grad_clip"])
+        self.step = 0
+        self._resume()
+
+    # -- run folder -------------------------------------------------------------------------
+    def _write_config(self, identity: dict) -> None:
+        config = {"spec": self.spec, "run": {"framework": self.framework, "seed": self.seed, **identity}}
+        path = self.run_dir / rundir.CONFIG
+        existing = rundir.read_json(path)
+        if existing is not None and existing != _json_roundtrip(config):
+            raise UnetlabError(f"{self.run_dir}: holds a run with a different config; "
+                               f"use another run folder or delete this one")
+        if existing is None:
+            rundir.write_json(path, config)
+
+    def _resume(self) -> None:
+        last = self.run_dir / rundir.LAST
+        if not last.is_file():
+            rundir.keep_records_until(self.run_dir / rundir.METRICS, 0)
+            return
+        arrays = rundir.load_arrays(last)
+        set_weights(self.model, rundir.split_prefix(arrays, "model"), f"checkpoint {last}")
+        set_weights(self.ema, rundir.split_prefix(arrays, "ema"), f"checkpoint {last}")
+        self.opt.load(rundir.split_prefix(arrays, "opt"))
+        self.step = int(arrays["step"])
+        rundir.keep_records_until(self.run_dir / rundir.METRICS, self.step)
+
+    def save_checkpoint(self) -> None:
+        arrays = {"step": np.asarray(self.step)}
+        arrays.update(rundir.with_prefix("model", get_weights(self.model)))
+        arrays.update(rundir.with_prefix("ema", get_weights(self.ema)))
+        arrays.update(rundir.with_prefix("opt", self.opt.state()))
+        rundir.save_arrays(self.run_dir / rundir.LAST, arrays)
+
+    # -- one step ---------------------------------------------------------------------------
+    def _inputs(self, step: int):
+        b = self.backend
+        x0 = self.batches(step)
+        rng = np.random.default_rng([self.seed, 4, step])
+        t = sample_timesteps(rng, len(x0), self.spec["diffusion"]["T"], self.spec["diffusion"]["timestep_sampling"])
+        sa, s1 = self.sqrt_ab[t].reshape(-1, 1, 1, 1), self.sqrt_1m_ab[t].reshape(-1, 1, 1, 1)
+        prediction = self.spec["diffusion"]["prediction"]
+        if self.train["noise"] == "host":
+            noise = rng.standard_normal(x0.shape, dtype=np.float32)
+            x_t, target = noisy_inputs(x0, noise, sa, s1, prediction)
+            return b.tensor(x_t), b.tensor(t), b.tensor(target)
+        x0 = b.tensor(x0)
+        x_t, target = noisy_inputs(x0, b.randn_like(x0), b.tensor(sa), b.tensor(s1), prediction)
+        return x_t, b.tensor(t), target
+
+    def train_step(self):
+        """One optimizer step; returns (loss tensor, grad-norm tensor)."""
+        b = self.backend
+        b.seed(self.seed * 1_000_003 + self.step)
+        x_t, t, target = self._inputs(self.step)
+        lr = _lr_at(self.train, self.step)
+        self.opt.set_lr(lr)
+        with b.autocast(self.train["precision"]):
+            out = self.forward(x_t, t)
+        loss = ((self.ops.as_float(out) - target) ** 2).mean()
+        grad_norm = self.opt.step(loss)
+        decay = self.train["ema_decay"] if self.step >= self.train["ema_start"] else 0.0
+        b.ema_update(self.ema, self.model, decay)
+        self.step += 1
+        return loss, grad_norm
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, progress: bool = True, stop_after: int | None = None) -> dict:
+        """Train to the budget (or ``stop_after`` more steps), then sample a grid and summarise."""
+        from tqdm.auto import tqdm
+
+        b, train = self.backend, self.train
+        metrics_path = self.run_dir / rundir.METRICS
+        rundir.write_json(self.run_dir / rundir.SUMMARY, {"status": "running", "step": self.step})
+        deadline = time.monotonic() + train["minutes"] * 60 if train["minutes"] is not None else None
+        end = self.total_steps
+        bar = tqdm(total=end, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True,
+                   desc=f"train {self.framework}", leave=False)
+        b.reset_peak_memory()
+        b.synchronize()
+        started = time.perf_counter()
+        last_log, pending, first_step_s = time.perf_counter(), [], None
+        steps_this_call = 0
+        while (end is None or self.step < end) and (deadline is None or time.monotonic() < deadline):
+            loss, grad_norm = self.train_step()
+            pending.append(loss)
+            steps_this_call += 1
+            if first_step_s is None:
+                b.synchronize()
+                first_step_s = time.perf_counter() - started
+            done = (end is not None and self.step >= end) or steps_this_call == stop_after
+            if self.step % train["log_every"] == 0 or done:
+                b.synchronize()
+                now = time.perf_counter()
+                n = len(pending)
+                mean_loss = float(np.mean([b.item(x) for x in pending]))
+                if not math.isfinite(mean_loss):
+                    raise TrainingDiverged(f"loss became {mean_loss} at step {self.step}")
+                record = {"step": self.step, "loss": mean_loss, "lr": _lr_at(train, self.step - 1),
+                          "grad_norm": b.item(grad_norm), "step_time": (now - last_log) / n,
+                          "img_s": n * train["batch_size"] / (now - last_log),
+                          "peak_mem": b.peak_memory_bytes(), "elapsed": now - started}
+                rundir.append_jsonl(metrics_path, [record])
+                bar.update(n)
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                pending, last_log = [], now
+            if self.step % train["checkpoint_every"] == 0 or done:
+                self.save_checkpoint()
+            if steps_this_call == stop_after:
+                break
+        bar.close()
+        if pending or (self.step % train["checkpoint_every"]):
+            self.save_checkpoint()
+        self.first_step_s = first_step_s
+        return self.finish() if end is None or self.step >= end else self.partial_summary()
+
+    def partial_summary(self) -> dict:
+        summary = {"status": "running", "step": self.step}
+        rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
+        return summary
+
+    def finish(self) -> dict:
+        """Write the EMA weights, the sample grid and the summary of a finished run."""
+        from .sampling import generate, grid, save_png, to_uint8
+
+        rundir.save_arrays(self.run_dir / rundir.EMA, get_weights(self.ema))
+        sample_from = self.ema if self.spec["sample"]["ema"] else self.model
+        images, timing = generate(sample_from, self.spec, self.spec["sample"]["num_images"], seed=self.seed)
+        save_png(grid(to_uint8(images)), self.run_dir / rundir.GRID)
+        summary = summarize(self.run_dir, self.spec, self.framework)
+        summary.update({"status": "done", "step": self.step, "sample_img_s": timing["sample_img_s"],
+                        "params": count_parameters(self.model), "device": _device(self.backend),
+                        "first_step_s": getattr(self, "first_step_s", None)})
+        rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
+        return summary
+
+
+def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
+    """Loss and speed figures from a run's metrics records."""
+    records = rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
+    smooth = smoothed_losses(records)
+    speeds = [r["img_s"] for r in records[1:]] or [r["img_s"] for r in records]
+    mems = [r["peak_mem"] for r in records if r.get("peak_mem") is not None]
+    return {
+        "framework": framework,
+        "final_loss": smooth[-1] if smooth else None,
+        "best_loss": min(smooth) if smooth else None,
+        "train_img_s": float(np.median(speeds)) if speeds else None,
+        "peak_mem": max(mems) if mems else None,
+        "train_s": records[-1]["elapsed"] if records else None,
+    }
+
+
+def _device(backend) -> str:
+    return backend.device_name()
+
+
+def _json_roundtrip(value):
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = None, progress: bool = True,
+              identity: dict | None = None, stop_after: int | None = None) -> dict:
+    """Train (or resume) the run in ``run_dir`` and return its summary.
+
+    A failure is recorded in ``summary.json`` (status ``failed`` and the reason) and re-raised.
+    """
+    run_dir = Path(run_dir)
+    try:
+        trainer = Trainer(spec, run_dir, framework, seed=seed, identity=identity)
+        return trainer.run(progress=progress, stop_after=stop_after)
+    except (Exception, KeyboardInterrupt) as exc:
+        if (run_dir / rundir.CONFIG).is_file():
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            rundir.write_json(run_dir / rundir.SUMMARY, {"status": status, "reason": reason})
+        raise
