@@ -1,10 +1,78 @@
-"""``unetlab sample``: not written yet."""
+"""``unetlab sample RUN``: a sample grid, a PNG folder and an npz from a run or checkpoint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import rundir
+from ..errors import UnetlabError
+from ..spec import load_mapping, resolve_run_spec
 
 
 def add_parser(sub):
-    return sub.add_parser("sample", help="(not available yet)")
+    p = sub.add_parser("sample", help="sample images from a run folder or a checkpoint")
+    p.add_argument("source", help="a run folder, or a weights .npz together with --spec")
+    p.add_argument("--spec", help="run spec YAML, when SOURCE is a weights file")
+    p.add_argument("-n", "--num", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--sampler", choices=("ddim", "ddpm"))
+    p.add_argument("--steps", type=int, help="DDIM steps")
+    p.add_argument("--eta", type=float, help="DDIM eta")
+    p.add_argument("--skip", choices=("uniform", "quadratic"))
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--framework", choices=("torch", "jittor"), help="default: the run's")
+    p.add_argument("--no-ema", action="store_true", help="use the last training weights, not the EMA")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default SOURCE_RUN/samples-<sampler>-<steps>)")
+    return p
+
+
+def load_source(args):
+    """(resolved spec, weights arrays, framework, default output folder)."""
+    source = Path(args.source)
+    if source.is_dir():
+        config = rundir.read_json(source / rundir.CONFIG)
+        if config is None:
+            raise UnetlabError(f"{source}: not a run folder (no {rundir.CONFIG})")
+        spec, framework = config["spec"], config["run"]["framework"]
+        if args.no_ema:
+            path, prefix = source / rundir.LAST, "model"
+        elif (source / rundir.EMA).is_file():
+            path, prefix = source / rundir.EMA, None
+        else:
+            path, prefix = source / rundir.LAST, "ema"
+        if not path.is_file():
+            raise UnetlabError(f"{source}: no checkpoint yet ({path.name} missing)")
+        arrays = rundir.load_arrays(path)
+        return spec, rundir.split_prefix(arrays, prefix) if prefix else arrays, framework, source
+    if not source.is_file():
+        raise UnetlabError(f"{source}: no such run folder or weights file")
+    if not args.spec:
+        raise UnetlabError("a weights file needs --spec (the run spec it was trained with)")
+    arrays = rundir.load_arrays(source)
+    if any(k.startswith("ema/") for k in arrays):
+        arrays = rundir.split_prefix(arrays, "model" if args.no_ema else "ema")
+    return load_mapping(args.spec, "run spec"), arrays, "torch", source.parent
 
 
 def run(args):
-    from ..errors import UnetlabError
-    raise UnetlabError("unetlab sample is not available yet")
+    from ..model import build_model
+    from ..sampling import generate, grid, save_png, save_samples, to_uint8
+    from ..weights import set_weights
+
+    spec, arrays, framework, out_base = load_source(args)
+    framework = args.framework or framework
+    spec = dict(spec)
+    spec["sample"] = dict(spec.get("sample") or {})
+    for key in ("sampler", "steps", "eta", "skip", "batch_size"):
+        if getattr(args, key) is not None:
+            spec["sample"][key] = getattr(args, key)
+    spec = resolve_run_spec(spec)
+    model = build_model(spec["model"], framework)
+    set_weights(model, arrays, f"weights from {args.source}")
+    s = spec["sample"]
+    out = Path(args.out or out_base / f"samples-{s['sampler']}-{s['steps'] if s['sampler'] == 'ddim' else 'T'}")
+    images, timing = generate(model, spec, args.num, seed=args.seed)
+    save_samples(images, out)
+    save_png(grid(to_uint8(images)), out / "grid.png")
+    print(f"{args.num} samples ({s['sampler']}, {framework}) in {timing['seconds']:.1f} s -> "
+          f"{out}/grid.png, {out}/samples.npz")
+    return 0
