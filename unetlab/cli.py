@@ -17,6 +17,7 @@ COMMANDS = {
     "ablate": "ablate",
     "table": "table",
     "fid": "fid",
+    "bench": "bench",
 }
 
 

@@ -154,3 +154,9 @@ def compile_model(model):
 
 def randn_like(x):
     return jt.randn(x.shape, dtype=x.dtype)
+
+
+def materialize(x):
+    """Make sure ``x`` is computed: Jittor is lazy and drops unused results unevaluated."""
+    x.sync()
+    return x

@@ -156,3 +156,8 @@ def compile_model(model):
 
 def randn_like(x):
     return torch.randn_like(x)
+
+
+def materialize(x):
+    """Make sure ``x`` is computed (PyTorch computes eagerly; ``synchronize`` waits for it)."""
+    return x

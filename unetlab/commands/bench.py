@@ -1,0 +1,35 @@
+"""``unetlab bench SPEC``: training and sampling throughput, memory and TFLOP/s, side by side."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tabulate import tabulate
+
+
+def add_parser(sub):
+    p = sub.add_parser("bench", help="measure train/sample throughput of a spec across modes")
+    p.add_argument("spec", help="preset name or model spec YAML")
+    p.add_argument("--frameworks", default="torch,jittor", help="comma list (default torch,jittor)")
+    p.add_argument("--precisions", default="fp32,tf32,bf16,fp16", help="comma list; unsupported ones are skipped")
+    p.add_argument("--batch-sizes", default="16", help="comma list (default 16)")
+    p.add_argument("--compile", default="off", choices=("off", "on", "both"), help="torch.compile")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per case")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per case")
+    p.add_argument("--out", help="write the rows as JSON and a markdown table (OUT.json, OUT.md)")
+    return p
+
+
+def run(args):
+    from ..bench import run_bench
+
+    rows = run_bench(args.spec, args.frameworks.split(","), args.precisions.split(","),
+                     [int(b) for b in args.batch_sizes.split(",")],
+                     {"off": [False], "on": [True], "both": [False, True]}[args.compile],
+                     steps=args.steps, warmup=args.warmup, log=lambda r: None)
+    table = tabulate(rows, headers="keys", tablefmt="github")
+    print(table)
+    if args.out:
+        Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
+        Path(args.out + ".md").write_text(table + "\n")
+    return 0
