@@ -34,6 +34,9 @@ class BlockDef:
     options: tuple[Option, ...] = ()
     doc: str = ""
     provider: str = field(default="", compare=False)
+    #: optional ``check(options, where)`` raising UnetlabError for option combinations that
+    #: cannot work together (run when a spec is resolved, before anything is built)
+    check: Callable[[dict, str], None] | None = field(default=None, compare=False)
 
     def __post_init__(self):
         if self.slot not in SLOTS:
@@ -53,7 +56,10 @@ class BlockDef:
         return tuple(f for f in FRAMEWORKS if f in self.impls)
 
     def resolve_options(self, given: Mapping, where: str) -> dict:
-        return OptionSet(self.options).resolve(dict(given), where)
+        resolved = OptionSet(self.options).resolve(dict(given), where)
+        if self.check is not None:
+            self.check(resolved, where)
+        return resolved
 
     def implementation(self, framework: str) -> type:
         """The module class for ``framework``, imported on first use."""

@@ -15,17 +15,25 @@ MULTIHEAD_OPTIONS = (
 ) + COMMON_OPTIONS
 
 
-def num_heads(channels: int, heads: int | None, head_channels: int | None, where: str = "attention") -> int:
-    """Resolve the head count from ``heads`` or ``head_channels`` (exactly one may be given)."""
-    if heads is not None and head_channels is not None:
+def check_head_options(options: dict, where: str) -> None:
+    """``heads`` and ``head_channels`` are two ways to say one thing: at most one may be given."""
+    if options.get("heads") is not None and options.get("head_channels") is not None:
         raise UnetlabError(f"{where}: give heads or head_channels, not both")
+    for key in ("heads", "head_channels"):
+        if options.get(key) is not None and options[key] <= 0:
+            raise UnetlabError(f"{where}.{key}: must be positive, got {options[key]}")
+
+
+def num_heads(channels: int, heads: int | None, head_channels: int | None) -> int:
+    """The head count from ``heads`` or ``head_channels`` (see :func:`check_head_options`)."""
+    check_head_options({"heads": heads, "head_channels": head_channels}, "attention")
     if head_channels is not None:
-        if head_channels <= 0 or channels % head_channels:
-            raise UnetlabError(f"{where}: head_channels={head_channels} does not divide {channels} channels")
+        if channels % head_channels:
+            raise UnetlabError(f"head_channels={head_channels} does not divide {channels} channels")
         return channels // head_channels
     heads = 1 if heads is None else heads
-    if heads <= 0 or channels % heads:
-        raise UnetlabError(f"{where}: heads={heads} does not divide {channels} channels")
+    if channels % heads:
+        raise UnetlabError(f"heads={heads} does not divide {channels} channels")
     return heads
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ..errors import UnetlabError
 from ..spec.model import ModelSpec
 from .contract import BuildContext, call_block
 
@@ -30,7 +31,12 @@ def unet_class(ops):
             def make(slot, in_ch, out_ch, level=None):
                 choice = spec.choice(slot, level)
                 cls = choice.block().implementation(framework)
-                return cls(ctx, in_ch, out_ch, **choice.options)
+                try:
+                    return cls(ctx, in_ch, out_ch, **choice.options)
+                except UnetlabError as exc:
+                    where = f"level {level}, " if level is not None else ""
+                    raise UnetlabError(f"model.blocks.{slot} ({choice.name}, {where}{in_ch}->{out_ch} channels): "
+                                       f"{exc}") from None
 
             ch = spec.base_channels
             self.temb = make("time_embedding", ch, spec.emb_channels)

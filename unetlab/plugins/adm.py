@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..blocks.attention import MULTIHEAD_OPTIONS, make_attention
+from ..blocks.attention import MULTIHEAD_OPTIONS, check_head_options, make_attention
 from ..blocks.residual import RESBLOCK_OPTIONS, make_resample_resblock, make_resblock
 from ..blocks.resample import make_avgpool_down, make_conv_down, make_transposed_conv_up
 from ..blocks.time_embedding import SINUSOIDAL_OPTIONS, make_sinusoidal
@@ -35,7 +35,7 @@ def unetlab_blocks():
         BlockDef("resblock", "adm", portable(make_resblock), ADM_RES,
                  "scale-shift (FiLM) conditioning, zero-initialised conv2"),
         BlockDef("attention", "multihead", portable(make_attention), MULTIHEAD_OPTIONS,
-                 "multi-head self-attention: by heads or by head_channels"),
+                 "multi-head self-attention: by heads or by head_channels", check=check_head_options),
         BlockDef("time_embedding", "adm", portable(make_sinusoidal),
                  _defaults(SINUSOIDAL_OPTIONS, order="cos_sin", freq_shift=0.0),
                  "sinusoidal [cos, sin], log(1e4)/half, then MLP"),
