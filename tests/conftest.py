@@ -1,0 +1,100 @@
+"""Shared fixtures and helpers for the unetlab test suite."""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+EXAMPLE_PLUGIN_DIR = TESTS_DIR / "example_plugin"
+EXAMPLE_PLUGIN_DIST = "unetlab-example-plugin"
+DUPLICATE_PLUGIN_DIR = TESTS_DIR / "duplicate_plugin"
+
+#: A U-Net small enough to build and run in both frameworks in well under a second.
+TINY_MODEL = {
+    "image_size": 16, "in_channels": 3, "out_channels": 3,
+    "base_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
+    "attn_resolutions": [8], "mid_attention": True, "dropout": 0.0,
+    "norm_groups": 8, "emb_mult": 2,
+}
+
+
+# --- plain helpers -------------------------------------------------------------------------
+
+def tiny_model_spec(**overrides) -> dict:
+    """A fresh tiny model spec mapping with ``overrides`` replacing its top-level keys."""
+    spec = {k: list(v) if isinstance(v, list) else v for k, v in TINY_MODEL.items()}
+    spec.update(overrides)
+    return spec
+
+
+def pip_install(source: Path, workdir: Path, *extra_args: str) -> None:
+    """``pip install --no-deps`` the package at ``source`` from a copy under ``workdir``.
+
+    Building from a copy keeps setuptools' ``build/`` and ``*.egg-info`` out of the tree.
+    """
+    copy = workdir / "pip-src" / source.name
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
+           "--disable-pip-version-check", *extra_args, str(copy)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def _example_plugin_current() -> bool:
+    """True when the example plugin is installed and its module matches the source tree."""
+    try:
+        dist = importlib.metadata.distribution(EXAMPLE_PLUGIN_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    installed = Path(dist.locate_file("unetlab_example_plugin/__init__.py"))
+    source = EXAMPLE_PLUGIN_DIR / "unetlab_example_plugin" / "__init__.py"
+    return installed.is_file() and installed.read_bytes() == source.read_bytes()
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def example_plugin_installed(tmp_path_factory):
+    """Make sure ``tests/example_plugin`` is pip-installed (its entry point registered).
+
+    Installs it when it is missing or out of date, then drops the cached registry so that
+    the next ``get_registry()`` reads the entry points again.  Yields the distribution name.
+    """
+    from unetlab.registry import get_registry
+
+    if not _example_plugin_current():
+        pip_install(EXAMPLE_PLUGIN_DIR, tmp_path_factory.mktemp("example_plugin_build"))
+        importlib.invalidate_caches()
+        sys.modules.pop("unetlab_example_plugin", None)
+        assert _example_plugin_current(), "pip did not install the example plugin"
+    get_registry.cache_clear()
+    yield EXAMPLE_PLUGIN_DIST
+
+
+@pytest.fixture
+def make_tiny_spec():
+    """The :func:`tiny_model_spec` factory: ``make_tiny_spec(blocks={...})``."""
+    return tiny_model_spec
+
+
+@pytest.fixture
+def duplicate_plugin_source(tmp_path):
+    """A private copy of ``tests/duplicate_plugin`` (free to edit) under ``tmp_path``."""
+    copy = tmp_path / DUPLICATE_PLUGIN_DIR.name
+    shutil.copytree(DUPLICATE_PLUGIN_DIR, copy, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    return copy
+
+
+@pytest.fixture
+def pip_installer():
+    """The :func:`pip_install` helper: ``pip_installer(source, workdir, "--target", dir)``."""
+    return pip_install
