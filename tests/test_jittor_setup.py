@@ -41,7 +41,9 @@ def test_prepare_on_a_cpu_machine(fresh_prepare):
     for flag in ("use_cutt", "use_cutlass", "use_nccl", "use_mpi"):
         assert os.environ[flag] == "0", flag
     assert os.environ["log_silent"] == "1"
-    assert fresh_prepare("cuda") == summary  # later calls return the first call's summary
+    assert fresh_prepare("auto") == summary  # a later call for the same device changes nothing
+    with pytest.raises(UnetlabError, match="device 'cuda' requested but no NVIDIA device is visible"):
+        fresh_prepare("cuda")
     jittor_setup._summary = None
     assert fresh_prepare("cpu") == "jittor: cpu, oneDNN cached, downloads off"
 

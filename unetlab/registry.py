@@ -111,18 +111,16 @@ class Registry:
         self.blocks: dict[tuple[str, str], BlockDef] = {}
         self.presets: dict[str, dict] = {}
         preset_providers: dict[str, str] = {}
-        for plugin in plugin_manager.get_plugins():
-            provider = _provider_name(plugin_manager, plugin)
-            impl = getattr(plugin, "unetlab_blocks", None)
-            for block in (impl() if impl else None) or []:
+        for provider, blocks in _hook_results(plugin_manager, "unetlab_blocks"):
+            for block in blocks or []:
                 if block.key in self.blocks:
                     other = self.blocks[block.key].provider
                     raise UnetlabError(f"block {block.slot}/{block.name} is registered twice: "
                                        f"by {other} and by {provider}")
                 block.provider = provider
                 self.blocks[block.key] = block
-            impl = getattr(plugin, "unetlab_presets", None)
-            for name, preset in ((impl() if impl else None) or {}).items():
+        for provider, presets in _hook_results(plugin_manager, "unetlab_presets"):
+            for name, preset in (presets or {}).items():
                 if name in self.presets:
                     raise UnetlabError(f"preset {name!r} is registered twice: "
                                        f"by {preset_providers[name]} and by {provider}")
@@ -148,19 +146,46 @@ class Registry:
         return [b for (s, _), b in sorted(self.blocks.items()) if s == slot]
 
 
-def _provider_name(pm: pluggy.PluginManager, plugin) -> str:
+def _hook_results(pm: pluggy.PluginManager, hook: str):
+    """``(provider, result)`` of each plugin implementing ``hook``, in a stable order."""
+    impls = getattr(pm.hook, hook).get_hookimpls()
+    results = [(_provider_name(pm, impl.plugin_name, impl.plugin), impl.function()) for impl in impls]
+    return sorted(results, key=lambda r: r[0])
+
+
+def _provider_name(pm: pluggy.PluginManager, plugin_name: str, plugin) -> str:
     module = getattr(plugin, "__name__", type(plugin).__name__)
-    for p, dist in pm.list_plugin_distinfo():
-        if p is plugin:
-            return f"{dist.project_name} ({module})"
-    return module
+    dist = getattr(pm, "unetlab_dists", {}).get(plugin_name)
+    return f"{dist} ({module})" if dist else module
 
 
 def make_plugin_manager(extra_plugins: Iterable = ()) -> pluggy.PluginManager:
-    """A plugin manager with every ``unetlab`` entry point loaded, plus ``extra_plugins``."""
+    """A plugin manager with every ``unetlab`` entry point loaded, plus ``extra_plugins``.
+
+    Each entry point is registered under ``distribution:name``, so two packages that happen
+    to use the same entry-point name are both loaded (and any block they both provide is
+    reported as a duplicate) instead of one silently shadowing the other.
+    """
+    from importlib.metadata import distributions
+
     pm = pluggy.PluginManager("unetlab")
     pm.add_hookspecs(hookspecs)
-    pm.load_setuptools_entrypoints("unetlab")
+    pm.unetlab_dists = {}
+    seen = set()
+    for dist in distributions():
+        dist_name = dist.metadata["Name"]
+        for ep in dist.entry_points:
+            if ep.group != "unetlab" or (dist_name, ep.name) in seen:
+                continue
+            seen.add((dist_name, ep.name))
+            name = f"{dist_name}:{ep.name}"
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is one clear line
+                raise UnetlabError(f"plugin {name} ({ep.value}) failed to load: "
+                                   f"{type(exc).__name__}: {exc}") from None
+            pm.register(plugin, name=name)
+            pm.unetlab_dists[name] = dist_name
     for plugin in extra_plugins:
         pm.register(plugin)
     return pm
@@ -170,7 +195,7 @@ def make_plugin_manager(extra_plugins: Iterable = ()) -> pluggy.PluginManager:
 def get_registry() -> Registry:
     """The process-wide registry (entry points are read once)."""
     registry = Registry(make_plugin_manager())
-    if not any(b.provider.startswith("unetlab ") for b in registry.blocks.values()):
+    if not any(b.provider.startswith("unetlab (") for b in registry.blocks.values()):
         raise UnetlabError("no built-in blocks found: install unetlab (pip install -e .) so that "
                            "its entry points are registered")
     return registry

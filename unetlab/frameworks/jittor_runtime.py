@@ -16,14 +16,14 @@ def import_jittor(device: str | None = None):
     The one-line set-up summary goes to stderr unless ``$UNETLAB_QUIET`` is set.
     """
     global _jt
+    summary = jittor_setup.prepare(device)  # raises if a different device is asked for later
     if _jt is not None:
         return _jt
-    summary = jittor_setup.prepare(device)
     if not os.environ.get("UNETLAB_QUIET"):
         print(summary, file=sys.stderr)
     import jittor
 
-    if jittor.has_cuda and os.environ.get("nvcc_path", None) != "":
+    if jittor_setup.prepared_device() == "cuda":
         jittor.flags.use_cuda = 1
     _jt = jittor
     return jittor

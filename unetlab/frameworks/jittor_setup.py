@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from ..errors import UnetlabError
@@ -22,10 +23,11 @@ SYSTEM_ONEDNN_LIBS = ("/usr/lib/x86_64-linux-gnu/libdnnl.so.2", "/usr/lib/aarch6
 SYSTEM_ONEDNN_INCLUDE = "/usr/include"
 
 _summary: str | None = None
+_device: str | None = None  # the device the environment was prepared for: cpu or cuda
 
 
 def cuda_device_visible() -> bool:
-    """True when an NVIDIA device node or driver library is present (no CUDA runtime import)."""
+    """True when an NVIDIA device node is present (no CUDA runtime is loaded to find out)."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
         return False
     if glob.glob("/dev/nvidia[0-9]*"):
@@ -86,20 +88,28 @@ def prepare(device: str | None = None) -> str:
     """Set Jittor's environment variables; call before the first ``import jittor``.
 
     ``device`` is ``auto`` (CUDA when a device is visible), ``cpu`` or ``cuda``; it defaults
-    to ``$UNETLAB_JITTOR_DEVICE`` or ``auto``.  Later calls return the first call's summary.
+    to ``$UNETLAB_JITTOR_DEVICE`` or ``auto``.  A later call for another device prepares again
+    while Jittor is not imported yet, and is an error once it is.
     Returns a one-line summary such as ``jittor: cpu, oneDNN from the system, downloads off``.
     """
-    global _summary
+    global _summary, _device
     device = os.environ.get("UNETLAB_JITTOR_DEVICE", "auto") if device is None else device
-    if _summary is not None:
-        return _summary
     if device not in ("auto", "cpu", "cuda"):
         raise UnetlabError(f"jittor device must be auto, cpu or cuda, not {device!r}")
-    use_cuda = cuda_device_visible() if device == "auto" else device == "cuda"
     if device == "cuda" and not cuda_device_visible():
         raise UnetlabError("jittor: device 'cuda' requested but no NVIDIA device is visible")
+    use_cuda = cuda_device_visible() if device == "auto" else device == "cuda"
+    resolved = "cuda" if use_cuda else "cpu"
+    if _summary is not None and (device == "auto" or resolved == _device):
+        return _summary
+    if _summary is not None and "jittor" in sys.modules:
+        raise UnetlabError(f"jittor is already imported for {_device}; it cannot switch to {resolved} "
+                           f"in this process (set UNETLAB_JITTOR_DEVICE={resolved} before starting)")
     env = os.environ
-    if not use_cuda:
+    if use_cuda:
+        if env.get("nvcc_path") == "":
+            del env["nvcc_path"]
+    else:
         env["nvcc_path"] = ""
     for flag in ("use_cutt", "use_cutlass", "use_nccl", "use_mpi"):
         env.setdefault(flag, "0")
@@ -115,5 +125,10 @@ def prepare(device: str | None = None) -> str:
     else:
         parts.append("oneDNN off")
     parts.append("downloads off")
-    _summary = "jittor: " + ", ".join(parts)
+    _summary, _device = "jittor: " + ", ".join(parts), resolved
     return _summary
+
+
+def prepared_device() -> str | None:
+    """``cpu`` or ``cuda``: what :func:`prepare` set Jittor up for (None before it ran)."""
+    return _device
