@@ -98,3 +98,19 @@ def duplicate_plugin_source(tmp_path):
 def pip_installer():
     """The :func:`pip_install` helper: ``pip_installer(source, workdir, "--target", dir)``."""
     return pip_install
+
+
+# --- ablations, sweeps, tables and FID -----------------------------------------------------
+
+def tiny_digits_spec(steps: int = 20, **train) -> dict:
+    """A run spec that trains in about a second on a CPU: 16x16 digits, T=50, a 2-level U-Net."""
+    return {
+        "model": {"image_size": 16, "in_channels": 1, "out_channels": 1, "base_channels": 16,
+                  "channel_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [],
+                  "mid_attention": False, "dropout": 0.0, "norm_groups": 8, "emb_mult": 2},
+        "diffusion": {"T": 50},
+        "data": {"dataset": "digits", "limit": 256},
+        "train": {"steps": steps, "batch_size": 16, "lr": 1e-3, "log_every": 5, "checkpoint_every": 10,
+                  **train},
+        "sample": {"steps": 5, "num_images": 8, "batch_size": 64},
+    }

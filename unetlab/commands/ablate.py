@@ -1,10 +1,64 @@
-"""``unetlab ablate``: not written yet."""
+"""``unetlab ablate FILE``: validate an ablation, show its plan, run it, print the table."""
+from __future__ import annotations
+
+from pathlib import Path
 
 
 def add_parser(sub):
-    return sub.add_parser("ablate", help="(not available yet)")
+    p = sub.add_parser("ablate", help="run an ablation file: variants x grid x seeds x frameworks")
+    p.add_argument("file", help="ablation YAML (name, base, variants, grid, seeds, frameworks)")
+    p.add_argument("--runs", default="runs", help="runs folder (default: runs); runs go to RUNS/<ablation>/")
+    p.add_argument("--dry-run", action="store_true", help="validate and show the plan, run nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="do not write RUNS/<ablation>/plots/*.png")
+    return p
+
+
+def print_plan(ablation, root: Path) -> None:
+    from tabulate import tabulate
+
+    from ..sweep import plan_rows
+
+    rows = plan_rows(ablation, root)
+    counts = {}
+    for r in rows:
+        key = r["status"].split(" ")[0]
+        counts[key] = counts.get(key, 0) + 1
+    show = [{k: v for k, v in r.items() if k != "grid" or any(x["grid"] for x in rows)} for r in rows]
+    print(f"ablation {ablation.name}: {len(rows)} runs in {root} "
+          f"({', '.join(f'{n} {s}' for s, n in counts.items())})")
+    print(tabulate(show, headers="keys", tablefmt="simple", disable_numparse=True))
 
 
 def run(args):
-    from ..errors import UnetlabError
-    raise UnetlabError("unetlab ablate is not available yet")
+    from ..ablate import load_ablation
+    from ..sweep import run_status, run_sweep
+    from .table import show_table
+
+    ablation = load_ablation(args.file)
+    root = Path(args.runs) / ablation.name
+    print_plan(ablation, root)
+    if args.dry_run:
+        return 0
+    print()
+    try:
+        result = run_sweep(ablation, root, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\nstopped; the current run is marked interrupted -- rerun `unetlab ablate {args.file}"
+              f"{'' if args.runs == 'runs' else f' --runs {args.runs}'}` to resume it")
+        raise
+    from ..table import find_runs
+
+    if root.is_dir() and find_runs(root):
+        print()
+        show_table(root, plots=None if args.no_plots else root / "plots")
+    elsewhere = [k for k, v in result.outcome.items() if v == "elsewhere"]
+    if elsewhere:
+        print(f"\n{len(elsewhere)} run(s) were running in another process: {', '.join(elsewhere)}")
+    failed = [r.name for r in ablation.runs if result.outcome.get(r.name) == "failed"
+              or run_status(root / r.name) == "failed"]
+    if failed:
+        print(f"\n{len(failed)} run(s) failed: {', '.join(failed)} "
+              f"(reasons in the table; logs in each run's worker.log)")
+        return 1
+    return 0

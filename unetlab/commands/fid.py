@@ -1,10 +1,77 @@
-"""``unetlab fid``: not written yet."""
+"""``unetlab fid PATH``: FID (or FD-small) of a run folder's samples or of a folder of images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import rundir
+from ..errors import UnetlabError
 
 
 def add_parser(sub):
-    return sub.add_parser("fid", help="(not available yet)")
+    p = sub.add_parser("fid", help="score a run (written into its summary.json) or a folder of images")
+    p.add_argument("path", help="a run folder, or a folder of images (or holding samples.npz)")
+    p.add_argument("--n", type=int, help="images to generate or use (default: eval.fid_samples, else 10000; "
+                                         "a folder: all of its images)")
+    p.add_argument("--reference", choices=("cifar10-train", "dataset"),
+                   help="cifar10-train: Inception FID vs CIFAR-10 train statistics; dataset: FD-small against "
+                        "training images (default: the run's eval.reference, else cifar10-train)")
+    p.add_argument("--mode", choices=("clean", "legacy_tensorflow", "legacy_pytorch"), help="clean-fid mode")
+    p.add_argument("--cache-dir", help="folder holding the Inception weights and reference statistics")
+    p.add_argument("--data", help="a folder: the training images for --reference dataset "
+                                  "(digits, shapes, cifar10, or an image folder)")
+    p.add_argument("--framework", choices=("torch", "jittor"), help="a run: sample in this framework")
+    return p
+
+
+def _score_run(args, run_dir: Path) -> dict:
+    from ..metrics.fid import score_run
+    from ..sweep import release, try_lock
+
+    lock = try_lock(run_dir)
+    if lock is None:
+        raise UnetlabError(f"{run_dir}: the run is running elsewhere (its .lock is held); try again later")
+    try:
+        record = score_run(run_dir, args.n, args.reference, args.mode, args.cache_dir, args.framework)
+        summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
+        rundir.write_json(run_dir / rundir.SUMMARY, {**summary, "fid": record})
+    finally:
+        release(lock)
+    return record
+
+
+def _score_folder(args, folder: Path) -> dict:
+    from ..data import load_dataset
+    from ..metrics.fid import load_folder, score
+    from ..sampling import to_uint8
+
+    images = load_folder(folder, args.n)
+    reference, mode = args.reference or "cifar10-train", args.mode or "clean"
+    train = None
+    if reference == "dataset":
+        if not args.data:
+            raise UnetlabError("--reference dataset on an image folder needs --data (digits, shapes, cifar10 "
+                               "or a folder of training images)")
+        named = args.data in ("digits", "shapes", "cifar10")
+        data = {"dataset": args.data if named else "folder", "root": "data" if named else args.data,
+                "download": True, "flip": False, "limit": None, "num_images": 2048}
+        channels = 1 if args.data == "digits" else 3
+        train = to_uint8(load_dataset(data, images.shape[1], channels))
+    value, name = score(images, reference, mode, args.cache_dir, train)
+    return {"value": value, "name": name, "n": len(images), "mode": mode if name == "FID" else "small-net",
+            "reference": reference}
 
 
 def run(args):
-    from ..errors import UnetlabError
-    raise UnetlabError("unetlab fid is not available yet")
+    from ..metrics.fid import protocol
+
+    path = Path(args.path)
+    if not path.is_dir():
+        raise UnetlabError(f"{path}: no such run folder or image folder")
+    if (path / rundir.CONFIG).is_file():
+        record = _score_run(args, path)
+        print(f"{path}: {record['name']} {record['value']:.4f} ({protocol(record)}; "
+              f"{record['reference']}) -> {path / rundir.SUMMARY}")
+    else:
+        record = _score_folder(args, path)
+        print(f"{path}: {record['name']} {record['value']:.4f} ({record['n']} images vs {record['reference']})")
+    return 0

@@ -1,10 +1,41 @@
-"""``unetlab table``: not written yet."""
+"""``unetlab table RUNS_DIR``: one row per run (or per seed group), and loss plots."""
+from __future__ import annotations
+
+from pathlib import Path
+
+FORMATS = ("terminal", "markdown", "csv", "latex")
 
 
 def add_parser(sub):
-    return sub.add_parser("table", help="(not available yet)")
+    p = sub.add_parser("table", help="a table of the runs under a folder, and their loss plots")
+    p.add_argument("runs_dir", help="a runs folder, e.g. runs/<ablation> (searched recursively)")
+    p.add_argument("--sort", metavar="COL", help="sort by this column (e.g. FID, 'final loss')")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep rows whose column KEY equals VALUE (repeatable), e.g. framework=torch")
+    p.add_argument("--group", action="store_true", help="mean ± std over seeds")
+    p.add_argument("--format", choices=FORMATS, default="terminal")
+    p.add_argument("--plots", metavar="DIR", help="where to write PNG plots (default RUNS_DIR/plots)")
+    p.add_argument("--no-plots", action="store_true", help="write no plots")
+    return p
+
+
+def show_table(root: Path, filters=(), sort=None, group=False, fmt="terminal", plots: Path | None = None):
+    """Print the table of the runs under ``root``; write plots of its runs into ``plots`` (None: none)."""
+    from ..table import arrange, format_table, load_table
+
+    df = load_table(root, list(filters))
+    print(format_table(arrange(df, sort, group), fmt))
+    if plots is not None:
+        from ..plots import write_plots
+
+        paths = write_plots([Path(p) for p in df["path"]], plots)
+        if paths and fmt == "terminal":
+            print(f"\nplots: {', '.join(str(p) for p in paths)}")
+    return df
 
 
 def run(args):
-    from ..errors import UnetlabError
-    raise UnetlabError("unetlab table is not available yet")
+    root = Path(args.runs_dir)
+    plots = None if args.no_plots else Path(args.plots) if args.plots else root / "plots"
+    show_table(root, args.filter, args.sort, args.group, args.format, plots)
+    return 0

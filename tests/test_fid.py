@@ -1,0 +1,130 @@
+"""FID through clean-fid (offline cache), FD-small, and scoring runs and image folders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unetlab import rundir
+from unetlab.ablate import parse_ablation
+from unetlab.cli import main
+from unetlab.data import digits
+from unetlab.errors import UnetlabError
+from unetlab.metrics import fid
+from unetlab.sampling import save_samples, to_uint8
+from unetlab.worker import work
+
+from conftest import tiny_digits_spec
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine waiting OpenMP threads slow tiny models down."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def images():
+    """300 training digits as uint8 (N, 16, 16, 1), and the same digits 0.5 brighter."""
+    x = digits(16)[:300]
+    return to_uint8(x), to_uint8(np.clip(x + 0.5, -1, 1))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A finished tiny run whose worker measured FD-small on 64 samples."""
+    base = tiny_digits_spec(10)
+    base["eval"] = {"fid_samples": 64, "reference": "dataset"}
+    run = parse_ablation({"name": "f", "base": base}).runs[0]
+    path = tmp_path_factory.mktemp("fid") / run.name
+    rundir.write_json(path / rundir.CONFIG, run.config())
+    work(path)
+    return path
+
+
+def test_small_extractor_is_deterministic(images):
+    real, _ = images
+    a = fid.features(real, fid.small_extractor())
+    b = fid.features(real, fid.small_extractor())
+    assert a.shape == (300, 64) and np.array_equal(a, b)
+
+
+def test_fd_small_is_zero_for_the_same_images_and_clearly_positive_for_shifted_ones(images):
+    real, shifted = images
+    moved = fid.fd_small(shifted, real)
+    same = fid.fd_small(real, real)
+    assert moved > 0.5
+    assert abs(same) < 1e-3 * moved
+    assert fid.fd_small(real[:150], real[150:]) < moved / 10  # two halves of one set: close
+
+
+def test_missing_inception_files_fail_in_one_line_naming_what_goes_where(tmp_path, images):
+    with pytest.raises(UnetlabError) as exc:
+        fid.fid_cifar10(images[0], "clean", str(tmp_path / "cache"))
+    message = str(exc.value)
+    assert "\n" not in message
+    assert f"{tmp_path / 'cache' / 'inception-2015-12-05.pt'}" in message
+    assert f"{tmp_path / 'cache' / 'cifar10_clean_train_32.npz'}" in message
+    assert "https://" in message
+    assert not (tmp_path / "cache").exists()
+
+
+def test_fid_reads_weights_and_statistics_from_the_cache_folder(tmp_path, images, monkeypatch):
+    """The FID pipeline (clean-fid resizer, extractor, reference statistics) on a stand-in network."""
+    real, shifted = images
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "inception-2015-12-05.pt").write_bytes(b"stand-in")
+    small = fid.small_extractor()
+    ref = fid.features(real, small)
+    np.savez(cache / "cifar10_legacy_tensorflow_train_32.npz", mu=ref.mean(0), sigma=np.cov(ref, rowvar=False))
+    seen = []
+    monkeypatch.setattr(fid, "inception_extractor", lambda mode, weights, device: seen.append(weights) or small)
+    same = fid.fid_cifar10(real, "legacy_tensorflow", str(cache), device="cpu")
+    moved = fid.fid_cifar10(shifted, "legacy_tensorflow", str(cache), device="cpu")
+    assert seen == [cache / "inception-2015-12-05.pt"] * 2
+    assert abs(same) < 1e-3 * moved and moved > 0.5
+
+
+def test_the_worker_records_the_score_with_its_protocol(run_dir):
+    summary = rundir.read_json(run_dir / rundir.SUMMARY)
+    assert summary["status"] == "done" and summary["gflops"] > 0
+    record = summary["fid"]
+    assert record["name"] == "FD-small" and record["value"] > 0
+    assert {k: record[k] for k in ("n", "sampler", "steps", "eta", "ema", "mode", "reference", "framework")} == {
+        "n": 64, "sampler": "ddim", "steps": 5, "eta": 0.0, "ema": True, "mode": "small-net",
+        "reference": "dataset", "framework": "torch"}
+    assert fid.protocol(record) == "FD-small 64 ddim5 ema"
+    assert fid.protocol({"name": "FID", "mode": "clean", "n": 10000, "sampler": "ddim", "steps": 100,
+                         "eta": 0.0, "ema": True}) == "FID clean 10k ddim100 ema"
+
+
+def test_fid_command_scores_a_run_and_writes_its_summary(run_dir, capsys):
+    assert main(["fid", str(run_dir), "--n", "32"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{run_dir}: FD-small ") and "FD-small 32 ddim5 ema" in out
+    summary = rundir.read_json(run_dir / rundir.SUMMARY)
+    assert summary["fid"]["n"] == 32 and summary["status"] == "done" and summary["params"] > 0
+
+
+def test_fid_command_scores_an_image_folder(tmp_path, images, capsys):
+    real, shifted = images
+    folder = tmp_path / "imgs"
+    save_samples(real.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0, folder)
+    assert main(["fid", str(folder), "--reference", "dataset", "--data", "digits"]) == 0
+    near = float(capsys.readouterr().out.split("FD-small ")[1].split()[0])
+    np.savez(tmp_path / "samples.npz", images=shifted)
+    assert main(["fid", str(tmp_path), "--reference", "dataset", "--data", "digits"]) == 0
+    far = float(capsys.readouterr().out.split("FD-small ")[1].split()[0])
+    assert near < far / 10
+    assert main(["fid", str(folder), "--reference", "dataset"]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    assert fid.load_folder(folder, 10).shape == (10, 16, 16, 1)
+    (Path(folder) / "samples.npz").unlink()
+    assert fid.load_folder(folder, 10).shape == (10, 16, 16, 3)

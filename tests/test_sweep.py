@@ -1,0 +1,173 @@
+"""Sweeps: one worker process per run, failures recorded, kills and Ctrl-C resumed, locks."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from unetlab import rundir
+from unetlab.ablate import load_ablation
+from unetlab.sweep import holders, last_step, plan_rows, release, run_status, try_lock
+
+from conftest import REPO_ROOT, tiny_digits_spec
+
+
+def write_ablation(tmp_path, variants, steps=20, name="t", **train) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "base": tiny_digits_spec(steps, **train), "variants": variants}))
+    return path
+
+
+#: One torch thread per process: on a shared 2-core machine, OpenMP threads that wait for
+#: each other slow tiny models down many times over.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def ablate(path, runs):
+    cmd = [sys.executable, "-m", "unetlab.cli", "ablate", str(path), "--runs", str(runs), "--no-progress",
+           "--no-plots"]
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=ENV)
+
+
+def finish(proc, timeout=120) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def wait_for(condition, proc, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"ablate ended early (rc {proc.returncode}):\n{proc.stdout.read()}")
+        time.sleep(0.02)
+    pytest.fail("timed out waiting for the sweep")
+
+
+def checkpointed(run_dir: Path, proc):
+    """Wait until the run has a checkpoint and its worker is recorded in the lock; the worker's pid."""
+    wait_for(lambda: (run_dir / rundir.LAST).is_file() and last_step(run_dir) >= 10
+             and len(holders(run_dir)) == 2, proc)
+    worker = holders(run_dir)[-1]
+    assert worker != proc.pid
+    return worker
+
+
+def records(run_dir: Path) -> list[dict]:
+    return rundir.read_jsonl(run_dir / rundir.METRICS)
+
+
+def assert_clean_metrics(run_dir: Path, steps: int):
+    got = [r["step"] for r in records(run_dir)]
+    assert got == list(range(5, steps + 1, 5)), got
+
+
+def uninterrupted(tmp_path, variant_train: dict, steps: int) -> list[dict]:
+    """The metrics of the same run trained in one go (the worker calls this same function)."""
+    from unetlab.train import train_run
+
+    spec = tiny_digits_spec(steps)
+    spec["train"].update(variant_train)
+    run_dir = tmp_path / "reference" / str(len(list(tmp_path.glob("reference/*"))))
+    train_run(spec, run_dir, "torch", seed=0, progress=False)
+    return records(run_dir)
+
+
+def test_kill_and_ctrl_c_resume_to_the_uninterrupted_result(tmp_path):
+    path = write_ablation(tmp_path, {"a": {}, "b": {"train.lr": 2e-3}}, steps=40)
+    runs = tmp_path / "runs"
+    proc = ablate(path, runs)
+    a, b = runs / "t" / "a-torch-s0", runs / "t" / "b-torch-s0"
+
+    os.kill(checkpointed(a, proc), signal.SIGKILL)  # a crash of the first run's worker ...
+    checkpointed(b, proc)                          # ... and the sweep goes on to the second run
+    before = {r["step"]: r for r in records(b)}
+    proc.send_signal(signal.SIGINT)                # Ctrl-C: stop cleanly
+    rc, out = finish(proc)
+    assert rc == 130, out
+    summary_a = rundir.read_json(a / rundir.SUMMARY)
+    assert summary_a["status"] == "failed" and "SIGKILL" in summary_a["reason"], summary_a
+    assert rundir.read_json(b / rundir.SUMMARY)["status"] == "interrupted"
+    assert "a-torch-s0: failed: worker died (signal SIGKILL)" in out and "rerun" in out
+    assert run_status(a) == "failed" and run_status(b) == "partial"
+    checkpoint_step = int(rundir.load_arrays(b / rundir.LAST)["step"])
+
+    rc, out = finish(ablate(path, runs))
+    assert rc == 0, out
+    for run in (a, b):
+        assert rundir.read_json(run / rundir.SUMMARY)["status"] == "done"
+        assert_clean_metrics(run, 40)
+        assert (run / "worker.log").read_text().count("=== worker started") == 2
+    # b resumed from its checkpoint: the records up to it are the ones written before Ctrl-C
+    kept = [r for r in records(b) if r["step"] <= checkpoint_step]
+    assert kept and kept == [before[r["step"]] for r in kept]
+    assert sorted(p.name for p in (runs / "t").iterdir()) == ["a-torch-s0", "b-torch-s0"]
+    # nothing lost or changed: the per-step losses of an uninterrupted run
+    for run, train in ((a, {}), (b, {"lr": 2e-3})):
+        want, got = uninterrupted(tmp_path, train, 40), records(run)
+        assert [r["step"] for r in got] == [r["step"] for r in want]
+        np.testing.assert_allclose([r["loss"] for r in got], [r["loss"] for r in want], rtol=1e-5)
+    # a finished sweep is skipped entirely
+    assert [r["status"] for r in plan_rows(load_ablation(path), runs / "t")] == ["done", "done"]
+
+
+def test_two_sweeps_run_each_run_once_and_a_diverging_run_does_not_stop_them(tmp_path):
+    variants = {"a": {}, "nan": {"train.lr": 1e30, "train.grad_clip": None}, "c": {"train.lr": 2e-3}}
+    path = write_ablation(tmp_path, variants, steps=10)
+    runs = tmp_path / "runs"
+    first, second = ablate(path, runs), ablate(path, runs)
+    (rc1, out1), (rc2, out2) = finish(first), finish(second)
+    assert {rc1, rc2} <= {0, 1} and 1 in (rc1, rc2), out1 + out2  # a failed run: non-zero
+    run_dirs = sorted((runs / "t").iterdir())
+    assert [p.name for p in run_dirs] == ["a-torch-s0", "c-torch-s0", "nan-torch-s0"]
+    for run in run_dirs:
+        assert (run / "worker.log").read_text().count("=== worker started") == 1, run
+    for run in run_dirs[:2]:
+        summary = rundir.read_json(run / rundir.SUMMARY)
+        assert summary["status"] == "done" and summary["gflops"] > 0 and summary["params"] > 0
+        assert_clean_metrics(run, 10)
+    summary = rundir.read_json(runs / "t" / "nan-torch-s0" / rundir.SUMMARY)
+    assert summary["status"] == "failed"
+    assert summary["reason"] == "TrainingDiverged: loss became nan at step 5"
+    for rc, out in ((rc1, out1), (rc2, out2)):
+        if rc == 0:  # it never saw the run fail: another sweep held it until the end
+            assert "nan-torch-s0: running elsewhere" in out
+            continue
+        assert "1 run(s) failed: nan-torch-s0" in out
+        assert "failed: TrainingDiverged: loss became nan at step 5" in out  # the table's status column
+
+
+def test_a_held_lock_means_running_elsewhere(tmp_path):
+    path = write_ablation(tmp_path, {"a": {}}, steps=5)
+    runs = tmp_path / "runs"
+    run_dir = runs / "t" / "a-torch-s0"
+    lock = try_lock(run_dir)
+    try:
+        assert try_lock(run_dir) is None
+        assert run_status(run_dir) == "running"
+        rc, out = finish(ablate(path, runs))
+        assert rc == 0 and "a-torch-s0: running elsewhere" in out and "skipped" in out, out
+        assert not (run_dir / rundir.CONFIG).exists()
+    finally:
+        release(lock)
+    assert run_status(run_dir) == "new"
+    assert holders(run_dir) == []

@@ -1,0 +1,252 @@
+"""FID through clean-fid, and FD-small: a Frechet distance in a small fixed network's space.
+
+FID uses clean-fid's resizers, its Inception networks and its CIFAR-10 reference statistics,
+read from a local cache folder (``eval.cache_dir``, else clean-fid's own places).  FD-small
+compares generated images with the run's training images in the features of a fixed-seed
+random conv net: cheap, deterministic, offline -- and not comparable to FID.
+"""
+from __future__ import annotations
+
+import os
+import urllib.request
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .. import rundir
+from ..errors import UnetlabError
+
+STATS_URL = "https://www.cs.cmu.edu/~clean-fid/stats/"
+PYTORCH_INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+# -- the small feature network ---------------------------------------------------------------
+
+def small_extractor(seed: int = 0):
+    """A fixed random conv net (CPU, float32): (B, 3, H, W) in [0, 255] -> (B, 64) features,
+    the channel means and standard deviations of its last layer."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    chans = (3, 16, 32, 32)
+    weights = [torch.randn(o, i, 3, 3, generator=g) * (2.0 / (i * 9)) ** 0.5 for i, o in zip(chans, chans[1:])]
+
+    def extract(x):
+        x = x.float().cpu() / 127.5 - 1.0
+        for k, w in enumerate(weights):
+            x = F.leaky_relu(F.conv2d(x, w, stride=1 if k == 0 else 2, padding=1), 0.2)
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], dim=1)
+
+    return extract
+
+
+# -- features and distances ------------------------------------------------------------------
+
+def _rgb(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise UnetlabError(f"expected uint8 images (N, H, W, C), got {images.dtype} {images.shape}")
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
+def features(images: np.ndarray, extractor, resize=None, batch_size: int = 256, device="cpu") -> np.ndarray:
+    """Features of uint8 (N, H, W, C) images: each resized (a clean-fid resizer) then batched
+    through ``extractor`` with clean-fid's ``get_batch_features``."""
+    import torch
+    from cleanfid.fid import get_batch_features
+
+    images = _rgb(images)
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        if resize is not None:
+            chunk = np.stack([np.asarray(resize(img), dtype=np.float32) for img in chunk])
+        batch = torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2), dtype=np.float32))
+        out.append(get_batch_features(batch, extractor, device))
+    return np.concatenate(out).astype(np.float64)
+
+
+def frechet(feats_a: np.ndarray, feats_b=None, stats_b=None) -> float:
+    """Frechet distance between the Gaussians of two feature sets (clean-fid's formula)."""
+    from cleanfid.fid import frechet_distance
+
+    if len(feats_a) < 2:
+        raise UnetlabError("a Frechet distance needs at least 2 images")
+    mu_b, sigma_b = stats_b if stats_b is not None else (feats_b.mean(0), np.cov(feats_b, rowvar=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # clean-fid passes scipy's old ``disp``
+        return float(frechet_distance(feats_a.mean(0), np.cov(feats_a, rowvar=False), mu_b, sigma_b))
+
+
+def fd_small(images: np.ndarray, reference: np.ndarray) -> float:
+    """FD-small between two sets of uint8 (N, H, W, C) images."""
+    extract = small_extractor()
+    return frechet(features(images, extract), features(reference, extract))
+
+
+# -- Inception FID against CIFAR-10 ----------------------------------------------------------
+
+def fid_files(mode: str, cache_dir: str | None) -> dict:
+    """{what: (path, url)} of the files FID needs, where clean-fid (or ``cache_dir``) keeps them."""
+    import cleanfid
+    import torch
+
+    stats_name = f"cifar10_{mode}_train_32.npz"
+    stats_dir = Path(cache_dir) if cache_dir else Path(cleanfid.__file__).parent / "stats"
+    if mode == "legacy_pytorch":
+        from cleanfid.inception_pytorch import FID_WEIGHTS_URL
+        hub = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir())
+        weights = (hub / "checkpoints" / PYTORCH_INCEPTION, FID_WEIGHTS_URL)
+    else:
+        from cleanfid.downloads_helper import inception_url
+        folder = Path(cache_dir) if cache_dir else Path("/tmp")  # clean-fid's own choice
+        weights = (folder / os.path.basename(inception_url), inception_url)
+    return {"Inception weights": weights, "CIFAR-10 train statistics": (stats_dir / stats_name, STATS_URL + stats_name)}
+
+
+def _fetch(path: Path, url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            data = response.read()
+        rundir.atomic_write_bytes(path, data)
+        return True
+    except Exception:  # noqa: BLE001 - offline or unwritable: the caller says what to put where
+        return False
+
+
+def ensure_fid_files(mode: str, cache_dir: str | None) -> dict:
+    """The paths of the FID files, downloaded when missing; offline, one line saying what goes where."""
+    files = fid_files(mode, cache_dir)
+    missing = [(what, path, url) for what, (path, url) in files.items() if not path.is_file() and not _fetch(path, url)]
+    if missing:
+        where = "; ".join(f"{what}: put {url} at {path}" for what, path, url in missing)
+        raise UnetlabError(f"FID ({mode}) needs files that are missing and could not be downloaded -- {where} "
+                           f"(or set eval.cache_dir to a folder holding them)")
+    return {what: path for what, (path, _) in files.items()}
+
+
+def inception_extractor(mode: str, weights: Path, device):
+    """clean-fid's Inception for ``mode``, loaded from ``weights`` (no download)."""
+    import torch
+
+    if mode == "legacy_pytorch":
+        from cleanfid.inception_pytorch import InceptionV3
+        old = torch.hub.get_dir()
+        torch.hub.set_dir(str(weights.parent.parent))
+        try:
+            model = InceptionV3(output_blocks=[3], resize_input=False).to(device).eval()
+        finally:
+            torch.hub.set_dir(old)
+        return lambda x: model(x / 255)[0].squeeze(-1).squeeze(-1)
+    from cleanfid.inception_torchscript import InceptionV3W
+    model = InceptionV3W(str(weights.parent), download=False, resize_inside=mode == "legacy_tensorflow")
+    model = model.to(device).eval()
+    return lambda x: model(x)
+
+
+def fid_cifar10(images: np.ndarray, mode: str = "clean", cache_dir: str | None = None, device=None) -> float:
+    """FID of uint8 (N, H, W, C) images against clean-fid's CIFAR-10 train statistics."""
+    import torch
+    from cleanfid.resize import build_resizer
+
+    paths = ensure_fid_files(mode, cache_dir)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    extract = inception_extractor(mode, paths["Inception weights"], device)
+    stats = np.load(paths["CIFAR-10 train statistics"])
+    resize = build_resizer(mode)
+    feats = features(images, extract, resize=lambda img: resize(img).astype(np.float32), batch_size=64,
+                     device=device)
+    return frechet(feats, stats_b=(stats["mu"], stats["sigma"]))
+
+
+# -- scoring images, runs and folders --------------------------------------------------------
+
+def score(images: np.ndarray, reference: str, mode: str = "clean", cache_dir: str | None = None,
+          train_images: np.ndarray | None = None) -> tuple[float, str]:
+    """(value, metric name) of uint8 images: FID vs CIFAR-10, or FD-small vs ``train_images``."""
+    if reference == "dataset":
+        if train_images is None:
+            raise UnetlabError("reference dataset: no training images to compare with")
+        return fd_small(images, train_images), "FD-small"
+    return fid_cifar10(images, mode, cache_dir), "FID"
+
+
+def protocol(fid: dict) -> str:
+    """A short form of how a score was measured: ``FID clean 10k ddim100 ema``."""
+    n = fid.get("n", 0)
+    count = f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+    sampler = fid.get("sampler") or "?"
+    steps = f"{sampler}{fid.get('steps')}" if sampler == "ddim" else sampler
+    eta = f" eta{fid['eta']:g}" if sampler == "ddim" and fid.get("eta") else ""
+    what = fid.get("name", "FID") + (f" {fid['mode']}" if fid.get("name") == "FID" else "")
+    return f"{what} {count} {steps}{eta}{' ema' if fid.get('ema') else ''}".strip()
+
+
+def _run_model(run_dir: Path, spec: dict, framework: str, ema: bool):
+    from ..model import build_model
+    from ..weights import set_weights
+
+    if ema and (run_dir / rundir.EMA).is_file():
+        path, arrays = run_dir / rundir.EMA, rundir.load_arrays(run_dir / rundir.EMA)
+    else:
+        path = run_dir / rundir.LAST
+        if not path.is_file():
+            raise UnetlabError(f"{run_dir}: no weights yet ({rundir.EMA} and {rundir.LAST} missing)")
+        arrays = rundir.split_prefix(rundir.load_arrays(path), "ema" if ema else "model")
+    model = build_model(spec["model"], framework)
+    set_weights(model, arrays, f"weights from {path}")
+    return model
+
+
+def score_run(run_dir, n: int | None = None, reference: str | None = None, mode: str | None = None,
+              cache_dir: str | None = None, framework: str | None = None) -> dict:
+    """Generate ``n`` samples from a run's weights with its sampler and score them.
+
+    Returns the record stored under ``fid`` in the run's summary (not written here).
+    """
+    from ..data import load_dataset
+    from ..sampling import generate, to_uint8
+    from ..spec import resolve_run_spec
+
+    run_dir = Path(run_dir)
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    if config is None:
+        raise UnetlabError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
+    spec, run = resolve_run_spec(config["spec"]), config["run"]
+    ev, sample = spec["eval"], spec["sample"]
+    n = n or ev["fid_samples"] or 10_000
+    reference, mode = reference or ev["reference"], mode or ev["fid_mode"]
+    cache_dir = cache_dir or ev["cache_dir"]
+    framework = framework or run["framework"]
+    if reference != "dataset":
+        ensure_fid_files(mode, cache_dir)  # fail before sampling, not after
+    model = _run_model(run_dir, spec, framework, sample["ema"])
+    images, _ = generate(model, spec, n, seed=run.get("seed", 0))
+    train_images = None
+    if reference == "dataset":
+        m = spec["model"]
+        train_images = to_uint8(load_dataset(spec["data"], m["image_size"], m["in_channels"], run.get("seed", 0)))
+    value, name = score(to_uint8(images), reference, mode, cache_dir, train_images)
+    return {"value": value, "name": name, "n": n, "sampler": sample["sampler"],
+            "steps": sample["steps"] if sample["sampler"] == "ddim" else spec["diffusion"]["T"],
+            "eta": sample["eta"], "ema": sample["ema"], "mode": mode if name == "FID" else "small-net",
+            "reference": reference, "framework": framework}
+
+
+def load_folder(folder, n: int | None = None) -> np.ndarray:
+    """uint8 (N, H, W, C) images of a folder: its samples.npz, else its image files (sorted)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    if (folder / "samples.npz").is_file():
+        with np.load(folder / "samples.npz") as f:
+            images = f["images"]
+        return images[:n] if n else images
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[: n or None]
+    if not files:
+        raise UnetlabError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) and no samples.npz")
+    first = Image.open(files[0]).convert("RGB")
+    return np.stack([np.asarray(Image.open(p).convert("RGB").resize(first.size, Image.BICUBIC)) for p in files])

@@ -1,0 +1,197 @@
+"""The results table: one row per run folder (or per group of seeds), as a pandas DataFrame.
+
+Rows come from each run's config.json, summary.json and metrics.jsonl, so running,
+interrupted and failed runs show what they have so far.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import rundir
+from .errors import UnetlabError
+
+ID_COLUMNS = ["ablation", "variant", "grid", "framework", "seed"]
+NUMBER_COLUMNS = ["params", "GFLOPs", "steps", "final loss", "best loss", "train img/s", "sample img/s",
+                  "peak mem MiB", "FID"]
+COLUMNS = ID_COLUMNS + NUMBER_COLUMNS + ["FID protocol", "status"]
+_DIGITS = {"params": 0, "GFLOPs": 3, "steps": 0, "final loss": 4, "best loss": 4, "train img/s": 1,
+           "sample img/s": 1, "peak mem MiB": 0, "FID": 3}
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run folders (holding config.json) at or below ``root``, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UnetlabError(f"{root}: no such folder")
+    if (root / rundir.CONFIG).is_file():
+        return [root]
+    return sorted(p.parent for p in root.rglob(rundir.CONFIG) if "plots" not in p.relative_to(root).parts)
+
+
+def run_row(run_dir: Path) -> dict:
+    """One run's row; a run without figures yet reads its metrics so far."""
+    from .metrics.fid import protocol
+    from .sweep import run_status
+    from .train import summarize
+
+    run_dir = Path(run_dir)
+    config = rundir.read_json(run_dir / rundir.CONFIG) or {}
+    run = config.get("run", {})
+    summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
+    records = rundir.read_jsonl(run_dir / rundir.METRICS)
+    figures = summarize(run_dir, config.get("spec", {}), run.get("framework", "?"))
+    fid = summary.get("fid") or {}
+    status = run_status(run_dir)
+    if status in ("partial", "running"):
+        if status == "partial" and summary.get("status") == "interrupted":
+            status = "interrupted"
+        total = ((config.get("spec") or {}).get("train") or {}).get("steps")
+        status += f" {records[-1]['step'] if records else 0}/{total}" if total else ""
+    if summary.get("status") in ("failed", "interrupted") and summary.get("reason"):
+        status += f": {summary['reason']}"
+    mem = summary.get("peak_mem", figures["peak_mem"])
+    return {
+        "ablation": run.get("ablation", run_dir.parent.name), "variant": run.get("variant", run_dir.name),
+        "grid": run.get("grid_label", ""), "framework": run.get("framework"), "seed": run.get("seed"),
+        "params": summary.get("params"), "GFLOPs": summary.get("gflops"),
+        "steps": summary.get("step") if status == "done" else (records[-1]["step"] if records else 0),
+        "final loss": figures["final_loss"], "best loss": figures["best_loss"],
+        "train img/s": figures["train_img_s"], "sample img/s": summary.get("sample_img_s"),
+        "peak mem MiB": mem / 2**20 if mem else None, "FID": fid.get("value"),
+        "FID protocol": protocol(fid) if fid else "", "status": status, "path": str(run_dir),
+    }
+
+
+def load_table(root: Path, filters: list[str] = (), sort: str | None = None, group: bool = False) -> pd.DataFrame:
+    """The table of the runs under ``root``: filtered (``key=value``), grouped over seeds, sorted."""
+    runs = find_runs(root)
+    if not runs:
+        raise UnetlabError(f"{root}: no runs here (no run folder with a {rundir.CONFIG} at or below it)")
+    df = pd.DataFrame([run_row(r) for r in runs], columns=COLUMNS + ["path"])
+    for item in filters:
+        df = _filter(df, item)
+    return arrange(df, sort, group)
+
+
+def arrange(df: pd.DataFrame, sort: str | None = None, group: bool = False) -> pd.DataFrame:
+    """``df`` grouped over seeds (``group``) and sorted by column ``sort``."""
+    if group:
+        df = group_seeds(df)
+    if sort:
+        df = _sort(df, sort)
+    return df.reset_index(drop=True)
+
+
+_ALIASES = {"fd-small": "FID", "fd": "FID", "score": "FID", "fid/fd-small": "FID", "protocol": "FID protocol",
+            "peak mem": "peak mem MiB", "memory": "peak mem MiB", "gflops": "GFLOPs"}
+
+
+def _column(df: pd.DataFrame, name: str) -> str:
+    name = _ALIASES.get(name.lower(), name)
+    for col in df.columns:
+        if col.lower() == name.lower() or col.lower().replace(" ", "_") == name.lower():
+            return col
+    raise UnetlabError(f"unknown column {name!r} (columns: {', '.join(c for c in df.columns if c != 'path')})")
+
+
+def _matches(value, wanted: str) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return wanted.lower() in ("", "none", "null")
+    try:
+        return math.isclose(float(value), float(wanted), rel_tol=1e-9)
+    except (TypeError, ValueError):
+        text = str(value)
+        return text == wanted or text.split(":")[0].split(" ")[0] == wanted
+
+
+def _filter(df: pd.DataFrame, item: str) -> pd.DataFrame:
+    key, sep, wanted = item.partition("=")
+    if not sep or not key:
+        raise UnetlabError(f"--filter {item!r}: expected KEY=VALUE, e.g. variant=no_attn")
+    col = _column(df, key.strip())
+    return df[[_matches(v, wanted.strip()) for v in df[col]]]
+
+
+def _sort(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    col = _column(df, name)
+    key = (lambda s: s.map(_leading_number)) if df[col].dtype == object else None
+    return df.sort_values(col, key=key, na_position="last", kind="stable")
+
+
+def _leading_number(value):
+    """The mean of ``mean ± std`` cells (so grouped tables sort numerically)."""
+    if isinstance(value, str) and "±" in value:
+        try:
+            return float(value.split("±")[0])
+        except ValueError:
+            return value
+    return value
+
+
+def group_seeds(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per ablation/variant/grid/framework: mean ± std of the numbers over seeds."""
+    keys = ["ablation", "variant", "grid", "framework"]
+    rows = []
+    for ident, part in df.groupby(keys, sort=False, dropna=False):
+        row = dict(zip(keys, ident))
+        row["seeds"] = len(part)
+        for col in NUMBER_COLUMNS:
+            values = pd.to_numeric(part[col], errors="coerce").dropna()
+            if values.empty:
+                row[col] = None
+            elif len(values) == 1:
+                row[col] = _fmt(values.iloc[0], col)
+            else:
+                row[col] = f"{_fmt(values.mean(), col)} ± {_fmt(values.std(ddof=1), col)}"
+        protocols = sorted(set(part["FID protocol"]) - {""})
+        row["FID protocol"] = ", ".join(protocols)
+        statuses = part["status"].map(lambda s: str(s).split(":")[0].split(" ")[0])
+        row["status"] = ", ".join(f"{n} {s}" for s, n in statuses.value_counts().items())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=keys + ["seeds"] + NUMBER_COLUMNS + ["FID protocol", "status"])
+
+
+def _fmt(value, col: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    digits = _DIGITS.get(col)
+    if digits is None or not isinstance(value, (int, float, np.number)):
+        return str(value)
+    if col == "params":
+        return f"{value / 1e6:.2f}M"
+    if col == "GFLOPs":
+        return f"{value:.3g}"
+    return f"{value:.{digits}f}"
+
+
+def score_header(df: pd.DataFrame) -> str:
+    """``FID``, ``FD-small`` or ``FID/FD-small``: what the score column holds (never FD-small as FID)."""
+    names = {p.split(" ")[0] for cell in df.get("FID protocol", []) for p in str(cell).split(", ") if p}
+    return "/".join(sorted(names)) if names else "FID"
+
+
+def format_table(df: pd.DataFrame, fmt: str = "terminal") -> str:
+    """The table as text: terminal or markdown (tabulate), csv or latex (pandas)."""
+    df = df.drop(columns=["path"], errors="ignore")
+    header = score_header(df)
+    if fmt == "csv":
+        return df.rename(columns={"FID": header, "FID protocol": "protocol"}).to_csv(index=False)
+    shown = df.copy()
+    for col in shown.columns:
+        if col in _DIGITS:
+            shown[col] = [v if isinstance(v, str) else _fmt(v, col) for v in shown[col]]
+    shown = shown.fillna("").rename(columns={"FID": header, "FID protocol": "protocol"})
+    if fmt in ("terminal", "markdown"):
+        keep = [c for c in shown.columns if c in ("variant", "status") or (shown[c].astype(str) != "").any()]
+        if "ablation" in keep and shown["ablation"].nunique() == 1:
+            keep.remove("ablation")
+        from tabulate import tabulate
+        return tabulate(shown[keep], headers="keys", showindex=False, disable_numparse=True,
+                        tablefmt="simple" if fmt == "terminal" else "github")
+    if fmt == "latex":
+        return shown.to_latex(index=False)
+    raise UnetlabError(f"unknown format {fmt!r} (formats: terminal, markdown, csv, latex)")

@@ -1,0 +1,104 @@
+"""``python -m unetlab.worker RUN_DIR``: train and evaluate the run described by its config.json.
+
+Training resumes from ``checkpoints/last.npz`` when there is one.  After training the worker
+records the model's GFLOPs and, when ``eval.fid_samples > 0``, the FID (or FD-small) of the
+EMA weights.  Failures land in ``summary.json`` (status ``failed`` and the reason); Ctrl-C or
+SIGTERM leave status ``interrupted``.  Exit status: 0 done, 1 failed, 2 bad use, 130 interrupted.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from . import rundir
+from .errors import UnetlabError
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _record(run_dir: Path, status: str, exc: BaseException) -> None:
+    """Keep what the summary already says; set the status and the one-line reason."""
+    summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
+    summary.pop("phase", None)
+    reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    rundir.write_json(run_dir / rundir.SUMMARY, {**summary, "status": status, "reason": reason})
+
+
+def work(run_dir: Path) -> dict:
+    """Train (or resume) the run, then measure it; returns the final summary."""
+    from .metrics.fid import score_run
+    from .metrics.model_report import forward_gflops
+    from .train import train_run
+
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    if not config or "spec" not in config or "run" not in config:
+        raise UnetlabError(f"{run_dir}: not a run folder (no readable {rundir.CONFIG})")
+    spec, run = config["spec"], config["run"]
+    identity = {k: v for k, v in run.items() if k not in ("framework", "seed")}
+    summary = train_run(spec, run_dir, run["framework"], seed=run["seed"], progress=False, identity=identity)
+    if summary.get("status") != "done":
+        return summary
+    summary = {**summary, "status": "running", "phase": "evaluation"}
+    summary["gflops"] = forward_gflops(spec["model"])
+    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    if spec["eval"]["fid_samples"] > 0:
+        try:
+            summary["fid"] = score_run(run_dir)
+        except UnetlabError as exc:
+            raise UnetlabError(f"FID: {exc}") from None
+    summary.pop("phase")
+    summary["status"] = "done"
+    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    return summary
+
+
+def _lock(run_dir: Path):
+    """The run's lock: inherited from the sweep, or taken here when run by hand."""
+    from .sweep import LOCK_FD_ENV, try_lock
+
+    if os.environ.get(LOCK_FD_ENV):
+        return None
+    lock = try_lock(run_dir)
+    if lock is None:
+        raise UnetlabError(f"{run_dir}: the run is running elsewhere (its .lock is held)")
+    return lock
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m unetlab.worker RUN_DIR", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0])
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if not (run_dir / rundir.CONFIG).is_file():
+            raise UnetlabError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
+        lock = _lock(run_dir)
+    except UnetlabError as exc:
+        print(f"unetlab worker: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = work(run_dir)
+        return 0 if summary.get("status") == "done" else 1
+    except KeyboardInterrupt as exc:
+        _record(run_dir, "interrupted", exc)
+        print("unetlab worker: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded, and the sweep goes on
+        _record(run_dir, "failed", exc)
+        traceback.print_exc()
+        return 1
+    finally:
+        if lock is not None:
+            from .sweep import release
+            release(lock)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
