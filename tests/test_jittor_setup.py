@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from unetlab import UnetlabError
-from unetlab.frameworks import jittor_setup
+from unetlab.frameworks import jittor_cuda13, jittor_setup
 
 SYSTEM_LIB = next((p for p in jittor_setup.SYSTEM_ONEDNN_LIBS if os.path.exists(p)), None)
 needs_system_onednn = pytest.mark.skipif(
@@ -19,14 +19,16 @@ needs_system_onednn = pytest.mark.skipif(
 needs_no_gpu = pytest.mark.skipif(jittor_setup.cuda_device_visible(), reason="an NVIDIA device is visible")
 
 PREPARE_VARS = ("nvcc_path", "use_cutt", "use_cutlass", "use_nccl", "use_mpi", "use_mkl", "log_silent",
-                "UNETLAB_JITTOR_DEVICE", "JITTOR_HOME")
+                "UNETLAB_JITTOR_DEVICE", "JITTOR_HOME",
+                "cc_flags", "CPLUS_INCLUDE_PATH", "NVCC_APPEND_FLAGS", "conv_opt")  # the CUDA 13 overlay's
 
 
 @pytest.fixture
 def fresh_prepare(monkeypatch, tmp_path):
     """``prepare`` as on first use in a process, in a private Jittor home; env restored after."""
     for name in PREPARE_VARS:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # so that a variable prepare() sets is removed again after
+        monkeypatch.delenv(name)
     monkeypatch.setenv("JITTOR_HOME", str(tmp_path))
     monkeypatch.setattr(jittor_setup, "_summary", None)
     return jittor_setup.prepare
@@ -77,6 +79,8 @@ def test_prepare_rejects_bad_devices(fresh_prepare, monkeypatch):
 
 def test_prepare_on_a_gpu_machine_keeps_nvcc(fresh_prepare, monkeypatch):
     monkeypatch.setattr(jittor_setup, "cuda_device_visible", lambda: True)
+    # a toolkit Jittor supports, whatever this machine has (CUDA 13: see test_jittor_cuda13.py)
+    monkeypatch.setattr(jittor_cuda13, "nvcc_version", lambda nvcc: (12, 4, 131))
     monkeypatch.setenv("use_mkl", "0")
     monkeypatch.setenv("nvcc_path", "/usr/local/cuda/bin/nvcc")
     assert fresh_prepare() == "jittor: cuda, oneDNN off, downloads off"

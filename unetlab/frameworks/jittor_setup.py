@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UnetlabError
+from . import jittor_cuda13
 
 #: The directory name Jittor looks for under ``<home>/.cache/jittor/mkl``.
 ONEDNN_DIRNAME = "dnnl_lnx_2.2.0_cpu_gomp"
@@ -90,6 +91,8 @@ def prepare(device: str | None = None) -> str:
     ``device`` is ``auto`` (CUDA when a device is visible), ``cpu`` or ``cuda``; it defaults
     to ``$UNETLAB_JITTOR_DEVICE`` or ``auto``.  A later call for another device prepares again
     while Jittor is not imported yet, and is an error once it is.
+    On CUDA, a CUDA 13 toolkit (which Jittor 1.3 cannot build with as it comes) gets the
+    include overlay and settings of :mod:`jittor_cuda13`.
     Returns a one-line summary such as ``jittor: cpu, oneDNN from the system, downloads off``.
     """
     global _summary, _device
@@ -115,6 +118,10 @@ def prepare(device: str | None = None) -> str:
         env.setdefault(flag, "0")
     env.setdefault("log_silent", "1")
     parts = ["cuda" if use_cuda else "cpu"]
+    if use_cuda:
+        overlay = jittor_cuda13.configure(env, jittor_home())  # None for toolkits Jittor supports
+        if overlay:
+            parts.append(overlay)
     if env.get("use_mkl", "1") == "1":
         onednn = provide_system_onednn()
         if onednn == "missing":
