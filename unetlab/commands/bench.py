@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from tabulate import tabulate
@@ -23,13 +24,20 @@ def add_parser(sub):
 def run(args):
     from ..bench import run_bench
 
+    done = []
+
+    def log(row):  # each row is written as soon as it is measured: a later crash loses nothing
+        done.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        if args.out:
+            Path(args.out + ".json").write_text(json.dumps(done, indent=1))
+
     rows = run_bench(args.spec, args.frameworks.split(","), args.precisions.split(","),
                      [int(b) for b in args.batch_sizes.split(",")],
                      {"off": [False], "on": [True], "both": [False, True]}[args.compile],
-                     steps=args.steps, warmup=args.warmup, log=lambda r: None)
+                     steps=args.steps, warmup=args.warmup, log=log)
     table = tabulate(rows, headers="keys", tablefmt="github")
     print(table)
     if args.out:
-        Path(args.out + ".json").write_text(json.dumps(rows, indent=1))
         Path(args.out + ".md").write_text(table + "\n")
     return 0
