@@ -14,7 +14,7 @@ import yaml
 
 from unetlab import rundir
 from unetlab.ablate import load_ablation
-from unetlab.sweep import holders, last_step, plan_rows, release, run_status, try_lock
+from unetlab.sweep import holders, last_step, plan_rows, release, run_status, run_sweep, try_lock
 
 from conftest import REPO_ROOT, tiny_digits_spec
 
@@ -93,7 +93,7 @@ def uninterrupted(tmp_path, variant_train: dict, steps: int) -> list[dict]:
 
 
 def test_kill_and_ctrl_c_resume_to_the_uninterrupted_result(tmp_path):
-    path = write_ablation(tmp_path, {"a": {}, "b": {"train.lr": 2e-3}}, steps=40)
+    path = write_ablation(tmp_path, {"a": {}, "b": {"train.lr": 2e-3, "train.steps": 60}}, steps=50)
     runs = tmp_path / "runs"
     proc = ablate(path, runs)
     a, b = runs / "t" / "a-torch-s0", runs / "t" / "b-torch-s0"
@@ -113,17 +113,17 @@ def test_kill_and_ctrl_c_resume_to_the_uninterrupted_result(tmp_path):
 
     rc, out = finish(ablate(path, runs))
     assert rc == 0, out
-    for run in (a, b):
+    for run, steps in ((a, 50), (b, 60)):
         assert rundir.read_json(run / rundir.SUMMARY)["status"] == "done"
-        assert_clean_metrics(run, 40)
+        assert_clean_metrics(run, steps)
         assert (run / "worker.log").read_text().count("=== worker started") == 2
     # b resumed from its checkpoint: the records up to it are the ones written before Ctrl-C
     kept = [r for r in records(b) if r["step"] <= checkpoint_step]
     assert kept and kept == [before[r["step"]] for r in kept]
     assert sorted(p.name for p in (runs / "t").iterdir()) == ["a-torch-s0", "b-torch-s0"]
     # nothing lost or changed: the per-step losses of an uninterrupted run
-    for run, train in ((a, {}), (b, {"lr": 2e-3})):
-        want, got = uninterrupted(tmp_path, train, 40), records(run)
+    for run, train, steps in ((a, {}, 50), (b, {"lr": 2e-3}, 60)):
+        want, got = uninterrupted(tmp_path, train, steps), records(run)
         assert [r["step"] for r in got] == [r["step"] for r in want]
         np.testing.assert_allclose([r["loss"] for r in got], [r["loss"] for r in want], rtol=1e-5)
     # a finished sweep is skipped entirely
@@ -171,3 +171,19 @@ def test_a_held_lock_means_running_elsewhere(tmp_path):
         release(lock)
     assert run_status(run_dir) == "new"
     assert holders(run_dir) == []
+
+
+def test_a_run_folder_with_another_config_is_reported_not_overwritten(tmp_path):
+    path = write_ablation(tmp_path, {"a": {}}, steps=5)
+    ablation = load_ablation(path)
+    run_dir = tmp_path / "runs" / "t" / "a-torch-s0"
+    config = ablation.runs[0].config()
+    config["spec"]["train"]["lr"] = 0.5
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+    assert [r["status"] for r in plan_rows(ablation, tmp_path / "runs" / "t")] == ["changed"]
+    said = []
+    result = run_sweep(ablation, tmp_path / "runs" / "t", progress=False, echo=said.append)
+    assert result.failed == ["a-torch-s0"]
+    assert "holds a run with a different config" in said[0]
+    assert rundir.read_json(run_dir / rundir.CONFIG) == config
+    assert not (run_dir / "worker.log").exists()

@@ -8,6 +8,7 @@ in the file that made it invalid (``variants.no_attn.model.blocks.attention: ...
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import re
@@ -52,7 +53,8 @@ class Run:
 
     def config(self) -> dict:
         """The run folder's config.json, as the trainer writes and checks it."""
-        return {"spec": self.spec, "run": {"framework": self.framework, "seed": self.seed, **self.identity()}}
+        return copy.deepcopy({"spec": self.spec, "run": {"framework": self.framework, "seed": self.seed,
+                                                         **self.identity()}})
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
     for run in ablation.runs:
         d = Path(root) / run.name
         status = run_status(d)
-        if status != "new" and config_conflict(d, run):
+        if config_conflict(d, run):
             status = "changed"
         train = run.spec["train"]
         budget = next(f"{train[k]:g} {k}" for k in ("steps", "epochs", "minutes") if train[k] is not None)
@@ -123,9 +123,6 @@ def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
 @dataclass
 class SweepResult:
     outcome: dict = field(default_factory=dict)  # run name -> done | failed | skipped-done | elsewhere
-
-    def count(self, what: str) -> int:
-        return sum(1 for v in self.outcome.values() if v == what)
 
     @property
     def failed(self) -> list[str]:
@@ -242,6 +239,7 @@ def _one(run: Run, run_dir: Path, bar, say, initial: str) -> str:
         if not (run_dir / rundir.CONFIG).is_file():
             rundir.write_json(run_dir / rundir.CONFIG, run.config())
         start = last_step(run_dir)
+        rundir.write_json(run_dir / rundir.SUMMARY, {"status": "running", "step": start})  # not a stale verdict
 
         def poll():
             text = f"{run.name} step {last_step(run_dir)}"

@@ -50,7 +50,7 @@ def work(run_dir: Path) -> dict:
         try:
             summary["fid"] = score_run(run_dir)
         except UnetlabError as exc:
-            raise UnetlabError(f"FID: {exc}") from None
+            raise UnetlabError(str(exc) if str(exc).startswith("FID") else f"FID: {exc}") from None
     summary.pop("phase")
     summary["status"] = "done"
     rundir.write_json(run_dir / rundir.SUMMARY, summary)
