@@ -75,6 +75,7 @@ def test_sort_filter_and_group(runs):
     assert set(load_table(runs, ["variant=a"])["seed"]) == {0, 1}
     assert list(load_table(runs, ["variant=a", "seed=1"])["variant"]) == ["a"]
     assert list(load_table(runs, ["status=failed"])["variant"]) == ["bad"]
+    assert list(load_table(runs, ["train.lr=0.002"])["variant"]) == ["b"]  # a resolved spec value
     grouped = load_table(runs, group=True, sort="variant")
     a = grouped[grouped["variant"] == "a"].iloc[0]
     assert a["seeds"] == 2 and "±" in a["final loss"] and a["status"] == "2 done"

@@ -2,7 +2,9 @@
 
 An ablation file holds ``name``, ``base`` (a run spec, or the path of one), ``variants``
 (named overrides of the base), an optional ``grid`` (dotted key -> list of values, crossed),
-``seeds`` and ``frameworks``.  The whole file is checked before anything runs: every
+``seeds`` and ``frameworks`` (a list, or a mapping of framework to its own overrides, e.g.
+``{torch: {train.precision: bf16}, jittor: {}}``).  A budget given by an override replaces
+the budget below it.  The whole file is checked before anything runs: every
 expanded run's spec goes through :func:`resolve_run_spec`, and an error names the key path
 in the file that made it invalid (``variants.no_attn.model.blocks.attention: ...``).
 """

@@ -108,12 +108,24 @@ def _matches(value, wanted: str) -> bool:
         return text == wanted or text.split(":")[0].split(" ")[0] == wanted
 
 
+def _spec_value(run_dir: str, dotted: str):
+    node = (rundir.read_json(Path(run_dir) / rundir.CONFIG) or {}).get("spec", {})
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
 def _filter(df: pd.DataFrame, item: str) -> pd.DataFrame:
+    """Rows whose column (or, for a dotted key like ``train.lr``, resolved spec value) matches."""
     key, sep, wanted = item.partition("=")
+    key, wanted = key.strip(), wanted.strip()
     if not sep or not key:
-        raise UnetlabError(f"--filter {item!r}: expected KEY=VALUE, e.g. variant=no_attn")
-    col = _column(df, key.strip())
-    return df[[_matches(v, wanted.strip()) for v in df[col]]]
+        raise UnetlabError(f"--filter {item!r}: expected KEY=VALUE, e.g. variant=no_attn or train.lr=0.0002")
+    if "." in key and key.split(".")[0] in ("model", "diffusion", "data", "train", "sample", "eval"):
+        values = [_spec_value(p, key) for p in df["path"]]
+    else:
+        values = df[_column(df, key)]
+    return df[[_matches(v, wanted) for v in values]]
 
 
 def _sort(df: pd.DataFrame, name: str) -> pd.DataFrame:

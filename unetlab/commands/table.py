@@ -11,7 +11,8 @@ def add_parser(sub):
     p.add_argument("runs_dir", help="a runs folder, e.g. runs/<ablation> (searched recursively)")
     p.add_argument("--sort", metavar="COL", help="sort by this column (e.g. FID, 'final loss')")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="keep rows whose column KEY equals VALUE (repeatable), e.g. framework=torch")
+                   help="keep rows whose column (or resolved spec value, for a dotted key) KEY equals VALUE; "
+                        "repeatable, e.g. framework=torch or train.lr=0.0002")
     p.add_argument("--group", action="store_true", help="mean ± std over seeds")
     p.add_argument("--format", choices=FORMATS, default="terminal")
     p.add_argument("--plots", metavar="DIR", help="where to write PNG plots (default RUNS_DIR/plots)")
