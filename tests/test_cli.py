@@ -14,7 +14,7 @@ from tiny import DIGITS_MODEL
 
 
 def write_spec(path, **train):
-    spec = {"model": DIGITS_MODEL, "diffusion": {"T": 50}, "train": {"batch_size": 16, "log_every": 2, **train},
+    spec = {"model": DIGITS_MODEL, "data": {"dataset": "digits"}, "diffusion": {"T": 50}, "train": {"batch_size": 16, "log_every": 2, **train},
             "sample": {"steps": 4, "num_images": 4}}
     path.write_text(yaml.safe_dump(spec))
     return path

@@ -57,7 +57,7 @@ def test_resume_reproduces_the_uninterrupted_loss_sequence(torch_run, tmp_path):
     train_run(spec, full, "torch", progress=False)
     cut = tmp_path / "cut"
     partial = train_run(spec, cut, "torch", progress=False, stop_after=10)
-    assert partial["status"] == "running" and partial["step"] == 10
+    assert partial["status"] == "partial" and partial["step"] == 10
     # a crash between checkpoints: records beyond the last checkpoint are redone, not duplicated
     with open(cut / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 11, "loss": 123.0}) + "\n" + '{"step": 12, "lo')
@@ -65,6 +65,8 @@ def test_resume_reproduces_the_uninterrupted_loss_sequence(torch_run, tmp_path):
     assert done["status"] == "done"
     assert [r["step"] for r in read_jsonl(cut / "metrics.jsonl")] == list(range(1, 21))
     assert losses(cut) == losses(full)
+    elapsed = [r["elapsed"] for r in read_jsonl(cut / "metrics.jsonl")]
+    assert elapsed == sorted(elapsed)  # the training clock continues across the resume
 
 
 def test_digits_loss_falls_clearly(tmp_path):
@@ -95,6 +97,10 @@ def test_bad_budget_and_dataset_errors(tmp_path):
     spec["train"]["epochs"] = 1
     with pytest.raises(UnetlabError, match="train: give one budget of steps, epochs or minutes, not steps and epochs"):
         train_run(spec, tmp_path / "a", "torch", progress=False)
+    spec = digits_run(5, precision="fp16")
+    with pytest.raises(UnetlabError, match=r"train.precision: 'fp16' is not supported by torch "
+                                           r"\(valid precisions: fp32, tf32, bf16\)"):
+        train_run(spec, tmp_path / "c", "torch", progress=False)
     spec = digits_run(5)
     spec["data"] = {"dataset": "folder", "root": str(tmp_path / "nowhere")}
     with pytest.raises(UnetlabError, match="no images .* found under"):

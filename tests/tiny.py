@@ -18,6 +18,7 @@ def digits_run(steps=20, **train):
     return {
         "model": dict(DIGITS_MODEL),
         "diffusion": {"T": 100},
+        "data": {"dataset": "digits"},
         "train": {"steps": steps, "batch_size": 32, "lr": 2e-4, "log_every": 1, "checkpoint_every": 5, **train},
         "sample": {"steps": 5, "num_images": 4},
     }

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import UnetlabError
+from .frameworks import PRECISIONS
 from .registry import FRAMEWORKS, get_registry
 from .spec import SECTIONS, deep_merge, expand_dotted, load_mapping, load_yaml, resolve_run_spec
 
 TOP_KEYS = ("name", "base", "variants", "grid", "seeds", "frameworks")
 BUDGETS = ("steps", "epochs", "minutes")
-PRECISIONS = {"torch": ("fp32", "tf32", "bf16"), "jittor": ("fp32", "fp16")}
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 

@@ -9,13 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import UnetlabError
-from .frameworks import backend_for, ops_for
+from .frameworks import PRECISIONS, backend_for, ops_for
 from .metrics.model_report import forward_gflops
 from .model import build_model
 from .spec.model import resolve_model_spec
 
-#: precisions each framework supports in the harness
-PRECISIONS = {"torch": ("fp32", "tf32", "bf16"), "jittor": ("fp32", "fp16")}
 
 
 @dataclass

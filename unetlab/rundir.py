@@ -4,7 +4,7 @@ Layout (every write is atomic: a temporary file renamed into place)::
 
     config.json          the resolved spec plus the run's identity (framework, seed, ...)
     metrics.jsonl        one JSON record per logged step
-    summary.json         status (running | done | failed), reason, and the run's figures
+    summary.json         status (running | partial | done | failed | interrupted), reason, figures
     checkpoints/last.npz model, EMA and optimizer state at the last checkpoint (resumable)
     checkpoints/ema.npz  EMA weights at the end (framework-neutral: loads in either framework)
     samples.png          a grid of samples from the EMA weights

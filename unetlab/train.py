@@ -16,7 +16,7 @@ from . import rundir
 from .data import Batches, load_dataset
 from .diffusion import make_schedule, noisy_inputs, sample_timesteps
 from .errors import UnetlabError
-from .frameworks import backend_for, ops_for
+from .frameworks import backend_for, check_precision, ops_for
 from .model import build_model
 from .spec import budget_steps, resolve_run_spec
 from .weights import count_parameters, get_weights, set_weights
@@ -46,6 +46,7 @@ class Trainer:
         self.train = self.spec["train"]
         self.seed = self.train["seed"] if seed is None else seed
         self.framework = framework
+        check_precision(framework, self.train["precision"])
         self.backend = backend_for(framework)
         self.ops = ops_for(framework)
         self.run_dir = Path(run_dir)
@@ -70,6 +71,7 @@ class Trainer:
                                           self.train["betas"], 1e-8, self.train["weight_decay"],
                                           self.train["grad_clip"])
         self.step = 0
+        self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
         self._resume()
 
     # -- run folder -------------------------------------------------------------------------
@@ -94,6 +96,8 @@ class Trainer:
         self.opt.load(rundir.split_prefix(arrays, "opt"))
         self.step = int(arrays["step"])
         rundir.keep_records_until(self.run_dir / rundir.METRICS, self.step)
+        kept = rundir.read_jsonl(self.run_dir / rundir.METRICS)
+        self.elapsed_before = kept[-1]["elapsed"] if kept else 0.0
 
     def save_checkpoint(self) -> None:
         arrays = {"step": np.asarray(self.step)}
@@ -169,7 +173,7 @@ class Trainer:
                 record = {"step": self.step, "loss": mean_loss, "lr": _lr_at(train, self.step - 1),
                           "grad_norm": b.item(grad_norm), "step_time": (now - last_log) / n,
                           "img_s": n * train["batch_size"] / (now - last_log),
-                          "peak_mem": b.peak_memory_bytes(), "elapsed": now - started}
+                          "peak_mem": b.peak_memory_bytes(), "elapsed": self.elapsed_before + now - started}
                 rundir.append_jsonl(metrics_path, [record])
                 bar.update(n)
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
@@ -185,7 +189,8 @@ class Trainer:
         return self.finish() if end is None or self.step >= end else self.partial_summary()
 
     def partial_summary(self) -> dict:
-        summary = {"status": "running", "step": self.step}
+        """The summary of a run stopped before its budget (resumable)."""
+        summary = {"status": "partial", "step": self.step}
         rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
         return summary
 
@@ -245,5 +250,7 @@ def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = Non
         if (run_dir / rundir.CONFIG).is_file():
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            rundir.write_json(run_dir / rundir.SUMMARY, {"status": status, "reason": reason})
+            records = rundir.read_jsonl(run_dir / rundir.METRICS)
+            rundir.write_json(run_dir / rundir.SUMMARY, {"status": status, "reason": reason,
+                                                          "step": records[-1]["step"] if records else 0})
         raise

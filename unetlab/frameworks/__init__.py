@@ -12,6 +12,17 @@ from ..errors import UnetlabError
 
 FRAMEWORKS = ("torch", "jittor")
 
+#: the training precisions each framework runs (bf16/tf32 autocast in PyTorch; Jittor's
+#: automatic mixed precision is fp16)
+PRECISIONS = {"torch": ("fp32", "tf32", "bf16"), "jittor": ("fp32", "fp16")}
+
+
+def check_precision(framework: str, precision: str, where: str = "train.precision") -> None:
+    """Raise a one-line error when ``framework`` cannot train in ``precision``."""
+    if precision not in PRECISIONS[_check(framework)]:
+        raise UnetlabError(f"{where}: {precision!r} is not supported by {framework} "
+                           f"(valid precisions: {', '.join(PRECISIONS[framework])})")
+
 
 def _check(name: str) -> str:
     if name not in FRAMEWORKS:

@@ -24,7 +24,7 @@ DIFFUSION = OptionSet((
 ))
 
 DATA = OptionSet((
-    Option("dataset", str, "digits", "training images", choices=("digits", "shapes", "cifar10", "folder")),
+    Option("dataset", str, "cifar10", "training images", choices=("digits", "shapes", "cifar10", "folder")),
     Option("root", str, "data", "folder holding cifar-10-batches-py or the image folder"),
     Option("download", bool, True, "cifar10: download with torchvision when it is missing"),
     Option("flip", bool, True, "random horizontal flips"),
