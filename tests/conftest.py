@@ -114,3 +114,15 @@ def tiny_digits_spec(steps: int = 20, **train) -> dict:
                   **train},
         "sample": {"steps": 5, "num_images": 8, "batch_size": 64},
     }
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    on a shared 2-core machine, OpenMP threads that wait for each other slow tiny models down."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

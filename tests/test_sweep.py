@@ -18,6 +18,8 @@ from unetlab.sweep import holders, last_step, plan_rows, release, run_status, ru
 
 from conftest import REPO_ROOT, tiny_digits_spec
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def write_ablation(tmp_path, variants, steps=20, name="t", **train) -> Path:
     path = tmp_path / f"{name}.yaml"
@@ -29,15 +31,6 @@ def write_ablation(tmp_path, variants, steps=20, name="t", **train) -> Path:
 #: each other slow tiny models down many times over.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def ablate(path, runs):
