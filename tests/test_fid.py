@@ -20,7 +20,6 @@ from conftest import tiny_digits_spec
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
 @pytest.fixture(scope="module")
 def images():
     """300 training digits as uint8 (N, 16, 16, 1), and the same digits 0.5 brighter."""

@@ -32,7 +32,6 @@ def write_ablation(tmp_path, variants, steps=20, name="t", **train) -> Path:
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-
 def ablate(path, runs):
     cmd = [sys.executable, "-m", "unetlab.cli", "ablate", str(path), "--runs", str(runs), "--no-progress",
            "--no-plots"]

@@ -19,7 +19,6 @@ from conftest import tiny_digits_spec
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """An ablation folder with two seeds of ``a``, one ``b``, a partial ``p`` and a failed ``bad``."""
