@@ -179,3 +179,19 @@ def test_a_run_folder_with_another_config_is_reported_not_overwritten(tmp_path):
     assert "holds a run with a different config" in said[0]
     assert rundir.read_json(run_dir / rundir.CONFIG) == config
     assert not (run_dir / "worker.log").exists()
+
+
+def test_a_killed_sweep_takes_its_worker_with_it_and_reruns_cleanly(tmp_path):
+    path = write_ablation(tmp_path, {"a": {}}, steps=400)
+    runs = tmp_path / "runs"
+    proc = ablate(path, runs)
+    run = runs / "t" / "a-torch-s0"
+    checkpointed(run, proc)
+    proc.kill()  # SIGKILL: the sweep cannot tell its worker
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 20
+    while holders(run) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not holders(run), "the orphaned worker kept the run's lock"
+    assert rundir.read_json(run / rundir.SUMMARY)["status"] == "interrupted"
+    assert run_status(run) == "partial"

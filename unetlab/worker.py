@@ -21,6 +21,23 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _stop_when_orphaned(parent: int, interval: float = 1.0) -> None:
+    """Interrupt this worker (as SIGTERM would) once its sweep process is gone.
+
+    A sweep killed with SIGKILL cannot stop its worker; without this the orphan would keep the
+    run's lock and a rerun of the sweep would skip the run as running elsewhere.
+    """
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def _record(run_dir: Path, status: str, exc: BaseException) -> None:
     """Keep what the summary already says; set the status and the one-line reason."""
     summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
@@ -76,6 +93,10 @@ def main(argv=None) -> int:
         return 2
     run_dir = Path(argv[0])
     signal.signal(signal.SIGTERM, _interrupt)
+    from .sweep import LOCK_FD_ENV
+
+    if os.environ.get(LOCK_FD_ENV):  # started by a sweep
+        _stop_when_orphaned(os.getppid())
     try:
         if not (run_dir / rundir.CONFIG).is_file():
             raise UnetlabError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
