@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,20 @@ def test_jittor_conv_forward_backward_in_a_fresh_process():
     summaries = [line for line in done.stderr.splitlines() if line.startswith("jittor: ")]
     assert len(summaries) == 1, done.stderr
     assert summaries[0].startswith("jittor: cpu, oneDNN ") and summaries[0].endswith(", downloads off")
+
+
+def test_a_killed_child_process_does_not_end_a_process_that_uses_jittor():
+    """Jittor's own SIGCHLD handler quits the whole process when any child dies by a signal."""
+    code = textwrap.dedent("""
+        import subprocess, time
+        from unetlab.frameworks.jittor_runtime import import_jittor
+        import_jittor()
+        child = subprocess.Popen(["sleep", "30"])
+        time.sleep(0.2)
+        child.kill()
+        child.wait()
+        time.sleep(0.5)
+        print("still running")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "still running" in done.stdout, done.stderr[-2000:]

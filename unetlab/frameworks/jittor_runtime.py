@@ -2,11 +2,21 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 from . import jittor_setup
 
 _jt = None
+
+
+def _restore_sigchld() -> None:
+    """Undo Jittor's SIGCHLD handler, which ends the whole process ("quick exit") whenever any
+    child process is killed by a signal -- a sweep's worker, a test's subprocess.  unetlab
+    uses no Jittor data-loader workers, the only children that handler is meant for."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def import_jittor(device: str | None = None):
@@ -25,5 +35,6 @@ def import_jittor(device: str | None = None):
 
     if jittor_setup.prepared_device() == "cuda":
         jittor.flags.use_cuda = 1
+    _restore_sigchld()
     _jt = jittor
     return jittor
