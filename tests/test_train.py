@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from unetlab import UnetlabError
+from unetlab.metrics.model_report import forward_gflops
 from unetlab.rundir import read_json, read_jsonl
 from unetlab.train import train_run
 
@@ -39,6 +40,7 @@ def test_run_folder_contents(torch_run):
     assert [r["step"] for r in records] == list(range(1, 21))
     assert set(records[0]) >= {"loss", "lr", "grad_norm", "step_time", "img_s", "peak_mem"}
     assert summary["params"] > 0 and summary["train_img_s"] > 0 and summary["sample_img_s"] > 0
+    assert summary["gflops"] == pytest.approx(forward_gflops(config["spec"]["model"])) and summary["gflops"] > 0
 
 
 def test_jittor_loss_matches_torch_for_20_steps(torch_run, tmp_path):

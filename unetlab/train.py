@@ -196,6 +196,7 @@ class Trainer:
 
     def finish(self) -> dict:
         """Write the EMA weights, the sample grid and the summary of a finished run."""
+        from .metrics.model_report import forward_gflops
         from .sampling import generate, grid, save_png, to_uint8
 
         rundir.save_arrays(self.run_dir / rundir.EMA, get_weights(self.ema))
@@ -205,6 +206,7 @@ class Trainer:
         summary = summarize(self.run_dir, self.spec, self.framework)
         summary.update({"status": "done", "step": self.step, "sample_img_s": timing["sample_img_s"],
                         "params": count_parameters(self.model), "device": _device(self.backend),
+                        "gflops": forward_gflops(self.spec["model"]),
                         "first_step_s": getattr(self, "first_step_s", None)})
         rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
         return summary

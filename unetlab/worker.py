@@ -49,7 +49,6 @@ def _record(run_dir: Path, status: str, exc: BaseException) -> None:
 def work(run_dir: Path) -> dict:
     """Train (or resume) the run, then measure it; returns the final summary."""
     from .metrics.fid import score_run
-    from .metrics.model_report import forward_gflops
     from .train import train_run
 
     config = rundir.read_json(run_dir / rundir.CONFIG)
@@ -61,7 +60,6 @@ def work(run_dir: Path) -> dict:
     if summary.get("status") != "done":
         return summary
     summary = {**summary, "status": "running", "phase": "evaluation"}
-    summary["gflops"] = forward_gflops(spec["model"])
     rundir.write_json(run_dir / rundir.SUMMARY, summary)
     if spec["eval"]["fid_samples"] > 0:
         try:
