@@ -107,3 +107,21 @@ def test_bad_budget_and_dataset_errors(tmp_path):
     spec["data"] = {"dataset": "folder", "root": str(tmp_path / "nowhere")}
     with pytest.raises(UnetlabError, match="no images .* found under"):
         train_run(spec, tmp_path / "b", "torch", progress=False)
+
+
+@pytest.mark.parametrize("framework", ["torch", "jittor"])
+def test_device_batches_are_the_host_batches(framework):
+    from unetlab.data import Batches, DeviceBatches, digits
+    from unetlab.frameworks import backend_for, ops_for
+
+    batches = Batches(digits(16)[:100], 8, seed=3, flip=True)
+    on_device = DeviceBatches(batches, backend_for(framework), ops_for(framework))
+    for step in (0, 1, 12, 13):  # 12 steps per epoch: 12 and 13 are in the next epoch's order
+        np.testing.assert_array_equal(backend_for(framework).numpy(on_device(step)), batches(step))
+    assert batches.flips(0).any() and not batches.flips(0).all()
+
+
+def test_device_noise_trains_and_learns(tmp_path):
+    summary = train_run(digits_run(40, noise="device", lr=1e-3), tmp_path / "r", "torch", progress=False)
+    records = read_jsonl(tmp_path / "r" / "metrics.jsonl")
+    assert summary["status"] == "done" and summary["final_loss"] < 0.6 * records[0]["loss"]

@@ -140,14 +140,40 @@ class Batches:
         self.per_epoch = len(images) // batch_size
         self._epoch, self._order = None, None
 
-    def __call__(self, step: int) -> np.ndarray:
+    def indices(self, step: int) -> np.ndarray:
+        """Which images make batch ``step``."""
         epoch, index = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             self._order = np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.images))
             self._epoch = epoch
-        idx = self._order[index * self.batch_size:(index + 1) * self.batch_size]
-        batch = self.images[idx]
-        if self.flip:
-            flips = np.random.default_rng([self.seed, 2, step]).random(len(idx)) < 0.5
-            batch = np.where(flips[:, None, None, None], batch[..., ::-1], batch)
+        return self._order[index * self.batch_size:(index + 1) * self.batch_size]
+
+    def flips(self, step: int) -> np.ndarray:
+        """Which images of batch ``step`` are mirrored (all False without flipping)."""
+        if not self.flip:
+            return np.zeros(self.batch_size, dtype=bool)
+        return np.random.default_rng([self.seed, 2, step]).random(self.batch_size) < 0.5
+
+    def __call__(self, step: int) -> np.ndarray:
+        batch = self.images[self.indices(step)]
+        flips = self.flips(step)
+        batch = np.where(flips[:, None, None, None], batch[..., ::-1], batch)
         return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+class DeviceBatches:
+    """The same batches as :class:`Batches`, gathered from a copy of the images kept on the
+    framework's device, so only indices and flip flags cross to the device each step."""
+
+    def __init__(self, batches: Batches, backend, ops):
+        self.batches, self.backend, self.ops = batches, backend, ops
+        self.images = backend.tensor(batches.images)
+
+    def __call__(self, step: int):
+        b = self.backend
+        x0 = self.images[b.tensor(self.batches.indices(step))]
+        flips = self.batches.flips(step)
+        if flips.any():
+            m = b.tensor(flips.astype(np.float32).reshape(-1, 1, 1, 1))
+            x0 = x0 + m * (self.ops.hflip(x0) - x0)
+        return x0

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import rundir
-from .data import Batches, load_dataset
+from .data import Batches, DeviceBatches, load_dataset
 from .diffusion import make_schedule, noisy_inputs, sample_timesteps
 from .errors import UnetlabError
 from .frameworks import backend_for, check_precision, ops_for
@@ -54,6 +54,9 @@ class Trainer:
         m = self.spec["model"]
         self.images = load_dataset(self.spec["data"], m["image_size"], m["in_channels"], self.seed)
         self.batches = Batches(self.images, self.train["batch_size"], self.seed, self.spec["data"]["flip"])
+        # with device noise, the images stay on the device too: nothing image-sized is copied per step
+        self.device_batches = (DeviceBatches(self.batches, self.backend, self.ops)
+                               if self.train["noise"] == "device" else None)
         self.total_steps = budget_steps(self.train, len(self.images))
         schedule = make_schedule(self.spec["diffusion"])
         abar = schedule.alphas_cumprod
@@ -109,16 +112,17 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------------
     def _inputs(self, step: int):
         b = self.backend
-        x0 = self.batches(step)
         rng = np.random.default_rng([self.seed, 4, step])
-        t = sample_timesteps(rng, len(x0), self.spec["diffusion"]["T"], self.spec["diffusion"]["timestep_sampling"])
+        t = sample_timesteps(rng, self.train["batch_size"], self.spec["diffusion"]["T"],
+                             self.spec["diffusion"]["timestep_sampling"])
         sa, s1 = self.sqrt_ab[t].reshape(-1, 1, 1, 1), self.sqrt_1m_ab[t].reshape(-1, 1, 1, 1)
         prediction = self.spec["diffusion"]["prediction"]
-        if self.train["noise"] == "host":
+        if self.device_batches is None:
+            x0 = self.batches(step)
             noise = rng.standard_normal(x0.shape, dtype=np.float32)
             x_t, target = noisy_inputs(x0, noise, sa, s1, prediction)
             return b.tensor(x_t), b.tensor(t), b.tensor(target)
-        x0 = b.tensor(x0)
+        x0 = self.device_batches(step)
         x_t, target = noisy_inputs(x0, b.randn_like(x0), b.tensor(sa), b.tensor(s1), prediction)
         return x_t, b.tensor(t), target
 

@@ -53,6 +53,11 @@ def upsample_nearest2x(x):
     return x.reindex([n, c, h * 2, w * 2], ["i0", "i1", "i2/2", "i3/2"])
 
 
+def hflip(x):
+    """Mirror the last (width) axis."""
+    return x[..., ::-1]
+
+
 def avg_pool2x(x):
     return nn.avg_pool2d(x, kernel_size=2, stride=2)
 

@@ -42,6 +42,11 @@ def upsample_nearest2x(x):
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
+def hflip(x):
+    """Mirror the last (width) axis."""
+    return torch.flip(x, dims=(-1,))
+
+
 def avg_pool2x(x):
     return F.avg_pool2d(x, kernel_size=2, stride=2)
 

@@ -49,7 +49,8 @@ TRAIN = OptionSet((
            choices=("fp32", "tf32", "bf16", "fp16")),
     Option("compile", bool, False, "torch.compile the model (torch only)"),
     Option("noise", str, "host", "where training noise is drawn: host (numpy: identical across "
-           "frameworks) or device (faster on a GPU)", choices=("host", "device")),
+           "frameworks) or device (faster on a GPU; the images then stay on the device too)",
+           choices=("host", "device")),
     Option("log_every", int, 10, "write a metrics record every N steps"),
     Option("checkpoint_every", int, 200, "write the resumable checkpoint every N steps"),
     Option("seed", int, 0, "seed of weights, data order and noise"),
