@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,10 @@ class Trainer:
         self.framework = framework
         check_precision(framework, self.train["precision"])
         self.backend = backend_for(framework)
+        if self.train["precision"] != "fp32" and self.backend.device_name() == "cpu":
+            warnings.warn(f"train.precision {self.train['precision']} on the CPU: mixed precision is "
+                          f"meant for GPUs (Jittor fp16 measured about 500x slower than fp32 on a CPU)",
+                          stacklevel=2)
         self.ops = ops_for(framework)
         self.run_dir = Path(run_dir)
         self._write_config(identity or {})
