@@ -178,3 +178,16 @@ def test_dry_run_shows_the_plan_and_writes_nothing(tmp_path, capsys):
     for name in ("a-torch-s0", "a-torch-s1", "b-torch-s0", "b-torch-s1"):
         assert name in out
     assert not runs.exists()
+
+
+def test_a_missing_dataset_stops_the_sweep_before_any_run(tmp_path, capsys):
+    missing = tmp_path / "no_images"
+    text = (f"base: {{data: {{dataset: folder, root: {missing}}}, train: {{steps: 5}}}}\n"
+            "variants: {a: {}, b: {train.lr: 0.002}}\n")
+    path = write(tmp_path, text)
+    runs = tmp_path / "runs"
+    assert main(["ablate", str(path), "--runs", str(runs), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"unetlab ablate: error: a-torch-s0: data: no images (.png, .jpg, .jpeg, .bmp, .webp) "
+                   f"found under {missing}")
+    assert not runs.exists()

@@ -68,12 +68,9 @@ def _read_cifar_folder(folder: Path) -> np.ndarray:
     return np.concatenate(batches).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
-def cifar10(root: str | os.PathLike, image_size: int = 32, download: bool = True) -> np.ndarray:
-    """The 50,000 CIFAR-10 training images from ``root/cifar-10-batches-py``.
-
-    When that folder is missing and ``download`` is on, torchvision downloads it; offline this
-    fails with a message saying what to put where.
-    """
+def ensure_cifar10(root: str | os.PathLike, download: bool = True) -> Path:
+    """The ``cifar-10-batches-py`` folder under ``root``, downloaded by torchvision if missing
+    and allowed; offline, a one-line error says what to put where."""
     root = Path(root)
     folder = root / "cifar-10-batches-py"
     if not (folder / "data_batch_1").is_file():
@@ -89,17 +86,38 @@ def cifar10(root: str | os.PathLike, image_size: int = 32, download: bool = True
             raise UnetlabError(f"CIFAR-10 not found at {folder} and {reason}: extract "
                                f"cifar-10-python.tar.gz into {root}/ (giving {folder}/data_batch_1..5), "
                                f"or use data.dataset: folder")
+    return folder
+
+
+def cifar10(root: str | os.PathLike, image_size: int = 32, download: bool = True) -> np.ndarray:
+    """The 50,000 CIFAR-10 training images from ``root/cifar-10-batches-py`` (see :func:`ensure_cifar10`)."""
+    folder = ensure_cifar10(root, download)
     return _to_model_range(_resize(_read_cifar_folder(folder), image_size), 255.0)
+
+
+def image_files(root: str | os.PathLike) -> list[Path]:
+    """The image files under ``root`` (recursively), or a one-line error when there are none."""
+    root = Path(root)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
+    if not files:
+        raise UnetlabError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    return files
+
+
+def check_available(data: dict) -> None:
+    """Fail early, in one line, when a resolved ``data`` section names images that are not there
+    (downloading CIFAR-10 first when that is allowed and possible)."""
+    if data["dataset"] == "cifar10":
+        ensure_cifar10(data["root"], data["download"])
+    elif data["dataset"] == "folder":
+        image_files(data["root"])
 
 
 def image_folder(root: str | os.PathLike, image_size: int, channels: int) -> np.ndarray:
     """Every image under ``root`` (recursively), resized to ``image_size``."""
     from PIL import Image
 
-    root = Path(root)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
-    if not files:
-        raise UnetlabError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    files = image_files(root)
     mode = "L" if channels == 1 else "RGB"
     images = [np.asarray(Image.open(p).convert(mode).resize((image_size, image_size), Image.BILINEAR))
               for p in files]

@@ -30,6 +30,24 @@ def print_plan(ablation, root: Path) -> None:
     print(tabulate(show, headers="keys", tablefmt="simple", disable_numparse=True))
 
 
+def check_data(ablation) -> None:
+    """Every distinct dataset of the ablation is there (one line and no run started if not)."""
+    import json
+
+    from ..data import check_available
+    from ..errors import UnetlabError
+
+    seen = set()
+    for run in ablation.runs:
+        key = json.dumps(run.spec["data"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            try:
+                check_available(run.spec["data"])
+            except UnetlabError as exc:
+                raise UnetlabError(f"{run.name}: data: {exc}") from None
+
+
 def run(args):
     from ..ablate import load_ablation
     from ..sweep import run_status, run_sweep
@@ -40,6 +58,7 @@ def run(args):
     print_plan(ablation, root)
     if args.dry_run:
         return 0
+    check_data(ablation)
     print()
     try:
         result = run_sweep(ablation, root, progress=not args.no_progress)
