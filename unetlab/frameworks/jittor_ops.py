@@ -92,5 +92,14 @@ def attention(q, k, v, fp32_softmax: bool = False, fused: bool = True):
     out_dtype = q.dtype
     if fp32_softmax:
         q, k, v = q.float32(), k.float32(), v.float32()
-    w = nn.softmax(jt.matmul(q, k.transpose(0, 1, 3, 2)) * (q.shape[-1] ** -0.5), dim=-1)
-    return jt.matmul(w, v).cast(out_dtype)
+    scale = q.shape[-1] ** -0.5
+    if jt.flags.use_cuda:  # batched matmuls go to cuBLAS
+        w = nn.softmax(jt.matmul(q, k.transpose(0, 1, 3, 2)) * scale, dim=-1)
+        return jt.matmul(w, v).cast(out_dtype)
+    # On the CPU Jittor runs a batched matmul as broadcast-multiply-reduce; one 2-d (oneDNN)
+    # matmul per batch and head is about 7x faster for DDPM's 16x16 attention.
+    b, h, n, d = q.shape
+    q, k, v = q.reshape(b * h, n, d), k.reshape(b * h, n, d), v.reshape(b * h, n, d)
+    outs = [jt.matmul(nn.softmax(jt.matmul(q[i], k[i].transpose(1, 0)) * scale, dim=-1), v[i])
+            for i in range(b * h)]
+    return jt.stack(outs).reshape(b, h, n, d).cast(out_dtype)
