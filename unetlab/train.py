@@ -214,7 +214,7 @@ class Trainer:
         save_png(grid(to_uint8(images)), self.run_dir / rundir.GRID)
         summary = summarize(self.run_dir, self.spec, self.framework)
         summary.update({"status": "done", "step": self.step, "sample_img_s": timing["sample_img_s"],
-                        "params": count_parameters(self.model), "device": _device(self.backend),
+                        "params": count_parameters(self.model), "device": self.backend.device_name(),
                         "gflops": forward_gflops(self.spec["model"]),
                         "first_step_s": getattr(self, "first_step_s", None)})
         rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
@@ -235,10 +235,6 @@ def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
         "peak_mem": max(mems) if mems else None,
         "train_s": records[-1]["elapsed"] if records else None,
     }
-
-
-def _device(backend) -> str:
-    return backend.device_name()
 
 
 def _json_roundtrip(value):
