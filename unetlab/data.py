@@ -95,10 +95,15 @@ def cifar10(root: str | os.PathLike, image_size: int = 32, download: bool = True
     return _to_model_range(_resize(_read_cifar_folder(folder), image_size), 255.0)
 
 
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """The image files under ``root`` (recursively, sorted); empty when there are none."""
+    root = Path(root)
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
+
+
 def image_files(root: str | os.PathLike) -> list[Path]:
     """The image files under ``root`` (recursively), or a one-line error when there are none."""
-    root = Path(root)
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if root.is_dir() else []
+    files = list_images(root)
     if not files:
         raise UnetlabError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
     return files

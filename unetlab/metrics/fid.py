@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import rundir
+from ..data import IMAGE_SUFFIXES, list_images
 from ..errors import UnetlabError
 
 STATS_URL = "https://www.cs.cmu.edu/~clean-fid/stats/"
 PYTORCH_INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 # -- the small feature network ---------------------------------------------------------------
@@ -245,7 +245,7 @@ def load_folder(folder, n: int | None = None) -> np.ndarray:
         with np.load(folder / "samples.npz") as f:
             images = f["images"]
         return images[:n] if n else images
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[: n or None]
+    files = list_images(folder)[: n or None]
     if not files:
         raise UnetlabError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) and no samples.npz")
     first = Image.open(files[0]).convert("RGB")
