@@ -11,7 +11,7 @@ import torch
 from unetlab import build_model, get_registry, get_weights, resolve_model_spec, set_weights
 from unetlab.frameworks.jittor_runtime import import_jittor
 
-from tiny import TINY_MODEL, rel_err
+from tiny import PARITY_MODEL, rel_err
 
 TOL = 1e-5
 jt = import_jittor()
@@ -45,7 +45,7 @@ def _block_cases():
 def test_block_parity(slot, name):
     block = get_registry().block(slot, name)
     assert set(block.frameworks) == {"torch", "jittor"}, f"{slot}/{name} lacks a framework"
-    spec = {**TINY_MODEL, "blocks": {slot: name}}
+    spec = {**PARITY_MODEL, "blocks": {slot: name}}
     if slot == "time_embedding" and name == "learned":
         spec["blocks"] = {slot: {"name": name, "num_embeddings": 100}}
     yt, yj = _outputs(spec)
@@ -62,18 +62,18 @@ def test_preset_parity(preset):
 
 
 def test_same_seed_gives_same_weights_in_both_frameworks():
-    wt = get_weights(build_model(TINY_MODEL, "torch", seed=5))
-    wj = get_weights(build_model(TINY_MODEL, "jittor", seed=5))
+    wt = get_weights(build_model(PARITY_MODEL, "torch", seed=5))
+    wj = get_weights(build_model(PARITY_MODEL, "jittor", seed=5))
     assert set(wt) == set(wj)
     for k in wt:
         np.testing.assert_array_equal(wt[k], wj[k])
-    other = get_weights(build_model(TINY_MODEL, "torch", seed=6))
+    other = get_weights(build_model(PARITY_MODEL, "torch", seed=6))
     assert any(not np.array_equal(wt[k], other[k]) for k in wt if wt[k].ndim >= 2)
 
 
 def test_weights_round_trip_both_ways():
-    tm = build_model(TINY_MODEL, "torch", seed=1)
-    jm = build_model(TINY_MODEL, "jittor", seed=2)
+    tm = build_model(PARITY_MODEL, "torch", seed=1)
+    jm = build_model(PARITY_MODEL, "jittor", seed=2)
     original = get_weights(tm)
     set_weights(jm, original)
     set_weights(tm, {k: np.zeros_like(v) for k, v in original.items()})

@@ -1,6 +1,8 @@
 """Tiny specs shared by the tests: small enough for a 2-core CPU, large enough to use every slot."""
 
-TINY_MODEL = {
+#: The smallest U-Net that still fills every slot (8x8, two levels): each registered block is
+#: swapped into it for the PyTorch/Jittor parity test.  (conftest.TINY_MODEL is a 16x16 one.)
+PARITY_MODEL = {
     "image_size": 8, "in_channels": 3, "out_channels": 3, "base_channels": 16,
     "channel_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [4], "norm_groups": 4,
     "dropout": 0.0,
