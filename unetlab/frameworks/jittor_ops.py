@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import jittor_runtime
+from . import jittor_conv, jittor_runtime
 
 jt = jittor_runtime.import_jittor()
 from jittor import nn  # noqa: E402
@@ -19,7 +19,7 @@ class Module(nn.Module):
 
 
 ModuleList = nn.ModuleList
-Conv2d = nn.Conv2d
+Conv2d = jittor_conv.Conv2d
 ConvTranspose2d = nn.ConvTranspose2d
 Linear = nn.Linear
 Dropout = nn.Dropout
