@@ -237,6 +237,8 @@ def _check_framework(spec: dict, framework: str, layers: list) -> None:
             f"frameworks: {{torch: {{train.precision: bf16}}, jittor: {{}}}}")
     if train["compile"] and framework != "torch":
         raise UnetlabError(f"{_owner('train.compile', layers)}: only torch models compile, not {framework}")
+    if train["channels_last"] and framework != "torch":
+        raise UnetlabError(f"{_owner('train.channels_last', layers)}: a torch option, not for {framework}")
     registry = get_registry()
     model = spec["model"]
     choices = [(f"model.blocks.{slot}", slot, c) for slot, c in model["blocks"].items()]

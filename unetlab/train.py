@@ -70,11 +70,11 @@ class Trainer:
         self.model = build_model(m, framework, seed=self.seed)
         self.ema = build_model(m, framework, seed=self.seed)
         self.backend.set_train(self.ema, False)
-        self.forward = self.model
-        if self.train["compile"]:
-            if framework != "torch":
-                raise UnetlabError(f"train.compile: only torch models can be compiled, not {framework}")
-            self.forward = self.backend.compile_model(self.model)
+        for key in ("compile", "channels_last"):
+            if self.train[key] and framework != "torch":
+                raise UnetlabError(f"train.{key}: a torch option, not for {framework}")
+        self.forward = self.backend.fast_forward(
+            self.model, self.train["compile_mode"] if self.train["compile"] else None, self.train["channels_last"])
         self.opt = self.backend.Optimizer(self.model, self.train["optimizer"], self.train["lr"],
                                           self.train["betas"], 1e-8, self.train["weight_decay"],
                                           self.train["grad_clip"])

@@ -14,11 +14,30 @@ def add_parser(sub):
     p.add_argument("--frameworks", default="torch,jittor", help="comma list (default torch,jittor)")
     p.add_argument("--precisions", default="fp32,tf32,bf16,fp16", help="comma list; unsupported ones are skipped")
     p.add_argument("--batch-sizes", default="16", help="comma list (default 16)")
-    p.add_argument("--compile", default="off", choices=("off", "on", "both"), help="torch.compile")
+    p.add_argument("--compile", default="off",
+                   help="torch.compile modes, comma list of off, on (= default), both (= off,on), "
+                        "reduce-overhead, max-autotune, max-autotune-no-cudagraphs (default off)")
+    p.add_argument("--channels-last", default="off", choices=("off", "on", "both"),
+                   help="torch channels-last layout")
     p.add_argument("--steps", type=int, default=5, help="timed steps per case")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per case")
     p.add_argument("--out", help="write the rows as JSON and a markdown table (OUT.json, OUT.md)")
     return p
+
+
+def compile_modes(text: str) -> list:
+    """``--compile``'s comma list as modes (None: eager); unknown names raise UnetlabError."""
+    from ..errors import UnetlabError
+    from ..frameworks.torch_modes import COMPILE_MODES
+
+    aliases = {"off": [None], "on": ["default"], "both": [None, "default"]}
+    modes = []
+    for name in text.split(","):
+        name = name.strip()
+        if name not in aliases and name not in COMPILE_MODES:
+            raise UnetlabError(f"--compile {name!r}: expected off, on, both or one of {', '.join(COMPILE_MODES)}")
+        modes += [m for m in aliases.get(name, [name]) if m not in modes]
+    return modes
 
 
 def run(args):
@@ -34,8 +53,8 @@ def run(args):
 
     rows = run_bench(args.spec, args.frameworks.split(","), args.precisions.split(","),
                      [int(b) for b in args.batch_sizes.split(",")],
-                     {"off": [False], "on": [True], "both": [False, True]}[args.compile],
-                     steps=args.steps, warmup=args.warmup, log=log)
+                     compile_modes(args.compile), steps=args.steps, warmup=args.warmup, log=log,
+                     channels_last={"off": [False], "on": [True], "both": [False, True]}[args.channels_last])
     table = tabulate(rows, headers="keys", tablefmt="github")
     print(table)
     if args.out:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 
 import numpy as np
 
@@ -141,6 +142,21 @@ def reset_peak_memory() -> None:
 
 
 def peak_memory_bytes() -> int | None:
+    """GPU memory this process holds, from NVML (Jittor keeps no peak; its caching allocator
+    holds on to what it once used, so this reads close to the peak).  None on the CPU or
+    without NVML."""
+    if not jt.flags.use_cuda:
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == os.getpid():
+                return int(proc.usedGpuMemory)
+    except Exception:  # noqa: BLE001 - no NVML, no reading
+        return None
     return None
 
 
@@ -148,7 +164,10 @@ def full_timesteps(n: int, value: int):
     return jt.full((n,), int(value), dtype="int64")
 
 
-def compile_model(model):
+def fast_forward(model, compile_mode: str | None = None, channels_last: bool = False):
+    """``model`` itself: compile modes and channels-last layout are PyTorch's (callers check)."""
+    if compile_mode is not None or channels_last:
+        raise ValueError("compile and channels_last are torch options")
     return model
 
 

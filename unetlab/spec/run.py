@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..errors import UnetlabError
+from ..frameworks.torch_modes import COMPILE_MODES
 from ..options import Option, OptionSet
 from .loading import load_mapping
 from .model import resolve_model_spec
@@ -48,6 +49,11 @@ TRAIN = OptionSet((
     Option("precision", str, "fp32", "fp32, tf32 or bf16 (torch); fp32 or fp16 (jittor)",
            choices=("fp32", "tf32", "bf16", "fp16")),
     Option("compile", bool, False, "torch.compile the model (torch only)"),
+    Option("compile_mode", str, "default", "torch.compile mode when compile is on: default, "
+           "reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs",
+           choices=COMPILE_MODES),
+    Option("channels_last", bool, False, "run the model in channels-last layout (torch only; "
+           "pays off compiled on a GPU)"),
     Option("noise", str, "host", "where training noise is drawn: host (numpy: identical across "
            "frameworks) or device (faster on a GPU; the images then stay on the device too)",
            choices=("host", "device")),
@@ -105,6 +111,8 @@ def _check_consistency(spec: dict, prefix: str) -> None:
     for key in ("batch_size", "lr", "log_every", "checkpoint_every"):
         if train[key] <= 0:
             raise UnetlabError(f"{prefix}train.{key}: must be positive, got {train[key]}")
+    if train["compile_mode"] != "default" and not train["compile"]:
+        raise UnetlabError(f"{prefix}train.compile_mode: {train['compile_mode']!r} needs train.compile: true")
     if diffusion["T"] < 2:
         raise UnetlabError(f"{prefix}diffusion.T: must be at least 2, got {diffusion['T']}")
     if not 0 < sample["steps"] <= diffusion["T"]:

@@ -1,0 +1,360 @@
+"""Stages of benchmarks/gpu/gpu_check.sh.  Usage: gpu_stages.py STAGE [ARGS]; one JSON
+line per result.  $CHECK_DEVICE (cuda or cpu) and $CHECK_SPEC (preset or YAML) choose what runs."""
+import copy
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+DEVICE = os.environ.get("CHECK_DEVICE", "cuda")
+LOCK = os.environ.get("CHECK_LOCK")  # held around timed parts, shared with the torch pipeline
+
+
+def exclusive():
+    import contextlib
+
+    from unetlab.bench import file_lock
+
+    return file_lock(LOCK)() if LOCK else contextlib.nullcontext()
+SPEC = os.environ.get("CHECK_SPEC", "ddpm")
+
+
+def emit(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+def spec(dropout=None):
+    """The spec as a mapping; ``dropout=0.0`` makes both frameworks compute the same."""
+    from unetlab import get_registry
+
+    registry = get_registry()
+    if SPEC in registry.presets:
+        mapping = copy.deepcopy(registry.preset(SPEC))
+    else:
+        import yaml
+
+        with open(SPEC) as f:
+            mapping = yaml.safe_load(f)
+    if dropout is not None:
+        mapping["dropout"] = dropout
+    return mapping
+
+
+def batch(mapping, size, seed=0):
+    from unetlab import resolve_model_spec
+
+    m = resolve_model_spec(mapping)
+    rng = np.random.default_rng(seed)
+    shape = (size, m.in_channels, m.image_size, m.image_size)
+    return (rng.standard_normal(shape, dtype=np.float32), rng.integers(0, 1000, size).astype(np.int64),
+            rng.standard_normal(shape, dtype=np.float32))
+
+
+def rel_err(ref, got, floor=1e-30):
+    """max|ref - got| / max|ref|, the denominator at least ``floor``."""
+    ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+    return float(np.abs(ref - got).max() / max(np.abs(ref).max(), floor))
+
+
+def import_check():
+    from unetlab.frameworks.jittor_runtime import import_jittor
+
+    t0 = time.time()
+    jt = import_jittor(DEVICE)
+    loaded = {lib: getattr(jt.compile_extern, f"{lib}_ops", None) is not None
+              for lib in ("cublas", "curand", "cub", "cudnn")}
+    emit(stage="import", s=round(time.time() - t0, 1), jittor=jt.__version__, use_cuda=int(jt.flags.use_cuda),
+         cuda_archs=list(getattr(jt.flags, "cuda_archs", [])), **loaded)
+    a = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
+    err = rel_err(a @ a.T, (jt.array(a) @ jt.array(a).transpose()).numpy())
+    emit(stage="import", matmul_rel_err=err, ok=err < 1e-4 and (DEVICE != "cuda" or jt.flags.use_cuda == 1))
+
+
+def parity_torch(size, path):
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    from unetlab import build_model, get_weights
+
+    mapping = spec(dropout=0.0)
+    x, t, target = batch(mapping, size)
+    model = build_model(mapping, "torch", seed=0)
+    model.train()
+    dev = next(model.parameters()).device
+    t0 = time.time()
+    out = model(torch.from_numpy(x).to(dev), torch.from_numpy(t).to(dev))
+    loss = ((out - torch.from_numpy(target).to(dev)) ** 2).mean()
+    loss.backward()
+    torch.cuda.synchronize() if dev.type == "cuda" else None
+    grads = {f"g/{n}": p.grad.detach().cpu().numpy() for n, p in model.named_parameters()}
+    weights = get_weights(model)
+    np.savez(path, x=x, t=t, target=target, out=out.detach().cpu().numpy(), loss=loss.item(),
+             weight_sum=sum(float(np.abs(w).sum()) for w in weights.values()), **grads)
+    emit(stage="parity_torch", device=str(dev), batch=size, s=round(time.time() - t0, 2), loss=loss.item(),
+         params=len(grads))
+
+
+def parity_jittor(path):
+    from unetlab import build_model, get_weights
+    from unetlab.frameworks import jittor_backend as b
+
+    jt = b.jt
+    ref = np.load(path)
+    model = build_model(spec(dropout=0.0), "jittor", seed=0)  # same seed: the same weights
+    model.train()
+    weight_sum = sum(float(np.abs(w).sum()) for w in get_weights(model).values())
+    named = b.trainable(model)
+    t0 = time.time()
+    out = model(jt.array(ref["x"]), jt.array(ref["t"]))
+    loss = ((out - jt.array(ref["target"])) ** 2).mean()
+    grads = jt.grad(loss, [p for _, p in named])
+    jt.sync_all(True)
+    seconds = round(time.time() - t0, 2)
+    names = [n for n, _ in named]
+    # a gradient that is zero in exact arithmetic (e.g. an attention key bias: softmax ignores
+    # it) holds only rounding noise; relative to the largest gradient it does not count
+    floor = 1e-4 * max(float(np.abs(ref[f"g/{n}"]).max()) for n in names)
+    errs = {n: rel_err(ref[f"g/{n}"], g.numpy(), floor) for n, g in zip(names, grads)}
+    matrices = [n for n in names if ref[f"g/{n}"].ndim >= 2]
+    few = dict.fromkeys([matrices[0], next((n for n in matrices if "attn" in n), matrices[1]),
+                         next((n for n in matrices if "emb" in n), matrices[2]), matrices[-1]])
+    worst = sorted(errs, key=errs.get)[-3:]
+    out_err = rel_err(ref["out"], out.numpy())
+    emit(stage="parity_jittor", device=b.device_name(), s=seconds,
+         weight_sum_rel_err=abs(weight_sum - float(ref["weight_sum"])) / float(ref["weight_sum"]),
+         loss_torch=float(ref["loss"]), loss_jittor=float(loss.item()), out_rel_err=out_err,
+         grad_rel_err={n: errs[n] for n in few}, worst_grads={n: errs[n] for n in worst})
+    ok = out_err <= 1e-4 and max(errs.values()) <= 1e-3
+    emit(stage="parity_jittor", ok=ok, tolerance="outputs 1e-4, gradients 1e-3 (max|a-b|/max|a|)")
+    return 0 if ok else 1
+
+
+def train(size, steps):
+    from unetlab import build_model
+    from unetlab.frameworks import jittor_backend as b
+
+    jt = b.jt
+    flags = {k: getattr(jt.flags, k) for k in ("use_cuda", "lazy_execution", "use_sfrl_allocator",
+                                               "use_temp_allocator", "use_cuda_managed_allocator")
+             if hasattr(jt.flags, k)}
+    emit(stage="train", batch=size, flags=flags)
+    mapping = spec()
+    model = build_model(mapping, "jittor", seed=0)
+    b.set_train(model, True)
+    opt = b.Optimizer(model, "adam", 2e-4, grad_clip=1.0)
+    x, t, target = (b.tensor(a) for a in batch(mapping, size))
+    times, losses = [], []
+    for step in range(steps):
+        t0 = time.perf_counter()
+        out = model(x, t)
+        loss = ((out - target) ** 2).mean()
+        opt.step(loss)
+        losses.append(b.item(loss))
+        b.synchronize()
+        times.append(time.perf_counter() - t0)
+        emit(stage="train", batch=size, step=step, loss=round(losses[-1], 5), s=round(times[-1], 3))
+    timed = times[1:] or times
+    step_s = float(np.median(timed))
+    ok = bool(np.isfinite(losses).all())
+    emit(stage="train", batch=size, ok=ok, first_step_s=round(times[0], 2), step_s=round(step_s, 4),
+         img_s=round(size / step_s, 1), loss_first=losses[0], loss_last=losses[-1])
+    return 0 if ok else 1
+
+
+def small_net(size, steps=6):
+    """A two-conv net with Jittor's own Conv2d and Adam: the smallest known failing case on
+    CUDA 13 (batch 64).  Run under compute-sanitizer to name the kernel that faults."""
+    from unetlab.frameworks.jittor_runtime import import_jittor
+
+    jt = import_jittor(DEVICE)
+    from jittor import nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            self.c1, self.g1 = nn.Conv2d(3, 32, 3, padding=1), nn.GroupNorm(8, 32)
+            self.c2, self.g2 = nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64)
+            self.fc = nn.Linear(64, 10)
+
+        def execute(self, x):
+            x = nn.silu(self.g1(self.c1(x)))
+            x = nn.silu(self.g2(self.c2(x)))
+            return self.fc(x.mean([2, 3]))
+
+    jt.set_global_seed(0)
+    net = Net()
+    opt = nn.Adam(net.parameters(), 3e-3)
+    rng = np.random.default_rng(0)
+    losses = []
+    for _ in range(steps):
+        x = jt.array(rng.standard_normal((size, 3, 32, 32), dtype=np.float32))
+        y = jt.array(rng.integers(0, 10, size).astype(np.int32))
+        loss = nn.cross_entropy_loss(net(x), y)
+        opt.step(loss)
+        losses.append(loss.item())
+    ok = bool(np.isfinite(losses).all())
+    emit(stage="small_net", batch=size, ok=ok, loss_first=losses[0], loss_last=losses[-1])
+    return 0 if ok else 1
+
+
+def _conv_case(n, c, size):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, size, size), dtype=np.float32)
+    w = (rng.standard_normal((c, c, 3, 3), dtype=np.float32) * 0.05)
+    return x, w
+
+
+def conv_bench(modes, batches):
+    """fp32 3x3 conv 128->128 on 32x32, forward+backward: Jittor's modes vs PyTorch (cuDNN, TF32 off)."""
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = False
+    from unetlab.frameworks import jittor_conv
+    from unetlab.frameworks.jittor_runtime import import_jittor
+
+    jt = import_jittor(DEVICE)
+    from jittor import nn
+
+    for n in [int(b) for b in batches.split(",")]:
+        x, w = _conv_case(n, 128, 32)
+        tx = torch.from_numpy(x).cuda().requires_grad_()
+        tw = torch.from_numpy(w).cuda().requires_grad_()
+
+        def torch_step():
+            y = torch.nn.functional.conv2d(tx, tw, padding=1)
+            gx, gw = torch.autograd.grad(y.square().mean(), (tx, tw))
+            return y, gx, gw
+        ref = [a.detach().cpu().numpy() for a in torch_step()]
+        torch.cuda.synchronize()
+        with exclusive():
+            t0 = time.perf_counter()
+            for _ in range(5):
+                torch_step()
+            torch.cuda.synchronize()
+        emit(stage="conv_bench", mode="torch-cudnn", batch=n, ms=round((time.perf_counter() - t0) / 5 * 1e3, 2))
+        for mode in modes.split(","):
+            jx, jw = jt.array(x), jt.array(w)
+
+            def jt_step():
+                if mode == "gemm":
+                    y = jittor_conv.conv2d_gemm(jx, jw, None, 1, 1)
+                else:
+                    y = nn.conv2d(jx, jw, None, 1, 1)
+                gx, gw = jt.grad(y.sqr().mean(), [jx, jw])
+                jt.sync([y, gx, gw])
+                return y, gx, gw
+            try:
+                t0 = time.perf_counter()
+                got = [a.numpy() for a in jt_step()]
+                first = time.perf_counter() - t0
+                errs = [rel_err(r, g) for r, g in zip(ref, got)]
+                jt.sync_all(True)
+                with exclusive():
+                    t0 = time.perf_counter()
+                    for _ in range(5):
+                        jt_step()
+                    jt.sync_all(True)
+                emit(stage="conv_bench", mode=mode, batch=n, ms=round((time.perf_counter() - t0) / 5 * 1e3, 2),
+                     first_s=round(first, 2), rel_err_y_gx_gw=[float(f"{e:.2e}") for e in errs])
+            except Exception as exc:  # noqa: BLE001
+                emit(stage="conv_bench", mode=mode, batch=n, error=f"{type(exc).__name__}: {str(exc)[-300:]}")
+    return 0
+
+
+def cudnn9():
+    """Build only Jittor's cuDNN convolution ops against the cuDNN 9 that PyTorch ships, register
+    them (Jittor's conv tuner then relays convolutions to them), and check and time them."""
+    import ctypes
+    import glob
+
+    import nvidia.cudnn as pkg
+
+    root = list(pkg.__path__)[0]
+    inc, lib = os.path.join(root, "include"), os.path.join(root, "lib")
+    emit(stage="cudnn9", include=inc, libs=sorted(os.path.basename(f) for f in glob.glob(lib + "/libcudnn*")))
+    for so in sorted(glob.glob(lib + "/libcudnn*.so.9"), key=lambda f: ("graph" not in f, f)):
+        try:
+            ctypes.CDLL(so, os.RTLD_GLOBAL | os.RTLD_NOW)
+        except OSError as exc:
+            emit(stage="cudnn9", load_failed=os.path.basename(so), error=str(exc)[:200])
+    from unetlab.frameworks.jittor_runtime import import_jittor
+
+    jt = import_jittor(DEVICE)
+    jroot = os.path.dirname(jt.__file__)
+    ops = os.path.join(jroot, "extern", "cuda", "cudnn", "ops")
+    files = [os.path.join(ops, f"cudnn_conv{k}_op.{e}") for k in ("", "_backward_x", "_backward_w") for e in ("cc", "h")]
+    files += [os.path.join(jroot, "extern", "cuda", "cudnn", "src", f) for f in ("cudnn_wrapper.cc", "helper_cudnn.cc")]
+    # the JIT compilations of these ops need cuDNN's headers too: for every compiler Jittor runs
+    os.environ["CPLUS_INCLUDE_PATH"] = inc + ":" + os.environ.get("CPLUS_INCLUDE_PATH", "")
+    jt.flags.cc_flags += f' -I"{inc}" -I"{jroot}/extern/cuda/cudnn/inc" '
+    cache_cuda = os.path.join(jt.compiler.cache_path, "cuda")
+    flags = (f' -I"{jroot}/extern/cuda/inc" -I"{jroot}/extern/cuda/cudnn/inc" -I"{inc}" '
+             f' -L"{lib}" -l:libcudnn.so.9 -L"{cache_cuda}" -llibcuda_extern ')
+    t0 = time.time()
+    module = jt.compile_extern.compile_custom_ops(files, return_module=True, extra_flags=flags)
+    jt.compile_extern.cudnn_ops, jt.compile_extern.cudnn = module.ops, module
+    emit(stage="cudnn9", built_s=round(time.time() - t0, 1), ops=[o for o in dir(module.ops) if "conv" in o])
+    os.environ["UNETLAB_JITTOR_CONV"] = "jittor"  # Jittor's Conv2d; its tuner now picks cuDNN
+    conv_bench("jittor", "8,128")
+    return 0
+
+
+def jittor_bench(out, batches, precisions):
+    """unetlab.bench rows for Jittor (the current conv mode), written as they are measured."""
+    from unetlab.bench import BenchCase, file_lock, measure
+
+    rows = []
+    for n in [int(b) for b in batches.split(",")]:
+        for prec in precisions.split(","):
+            try:
+                row = measure("ddpm", BenchCase("jittor", prec, n), steps=5, warmup=2, repeats=2,
+                              exclusive=file_lock(LOCK) if LOCK else None)
+                row["conv"] = os.environ.get("UNETLAB_JITTOR_CONV", "auto")
+            except Exception as exc:  # noqa: BLE001
+                row = {"framework": "jittor", "precision": prec, "batch": n, "error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+            rows.append(row)
+            emit(stage="jittor_bench", **row)
+            with open(out, "w") as f:
+                json.dump(rows, f, indent=1)
+    return 0 if rows and not any("error" in r for r in rows) else 1
+
+
+def merge_bench(out_md, *parts):
+    from tabulate import tabulate
+
+    rows = []
+    for part in parts:
+        if os.path.exists(part):
+            with open(part) as f:
+                rows += json.load(f)
+        else:
+            rows.append({"error": f"no result: {os.path.basename(part)}"})
+    table = tabulate(rows, headers="keys", tablefmt="github")
+    with open(out_md, "w") as f:
+        f.write(table + "\n")
+    print(table)
+    return 0 if rows and not any("error" in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    name, args = sys.argv[1], sys.argv[2:]
+    try:
+        rc = {"import": lambda: import_check(),
+              "parity_torch": lambda: parity_torch(int(args[0]), args[1]),
+              "parity_jittor": lambda: parity_jittor(args[0]),
+              "train": lambda: train(int(args[0]), int(args[1])),
+              "small_net": lambda: small_net(int(args[0])),
+              "conv_bench": lambda: conv_bench(args[0], args[1]),
+              "cudnn9": lambda: cudnn9(),
+              "jittor_bench": lambda: jittor_bench(args[0], args[1], args[2]),
+              "merge_bench": lambda: merge_bench(*args)}[name]()
+    except Exception as exc:  # the traceback goes to the log; the JSON line to the summary
+        import traceback
+
+        traceback.print_exc()
+        emit(stage=name, ok=False, error=f"{type(exc).__name__}: {str(exc)[-1500:]}")
+        rc = 1
+    sys.exit(rc or 0)
