@@ -91,7 +91,7 @@ class Reference(nn.Module):
 
     def forward(self, x, t):
         half = self.ch // 2
-        freqs = torch.exp(-math.log(10000) * torch.arange(half) / (half - 1))
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / (half - 1))
         args = t.float()[:, None] * freqs[None]
         temb = self.temb.dense[1](F.silu(self.temb.dense[0](torch.cat([args.sin(), args.cos()], 1))))
         hs = [self.conv_in(x)]
