@@ -66,3 +66,15 @@ def test_conv_mode_auto_uses_jittor_on_the_cpu_and_rejects_unknown_modes(monkeyp
     monkeypatch.setenv("UNETLAB_JITTOR_CONV", "cudnn")
     with pytest.raises(UnetlabError, match="UNETLAB_JITTOR_CONV='cudnn': expected one of auto, jittor, gemm"):
         jittor_conv.conv_mode()
+
+
+def test_gemm_conv_runs_in_the_input_precision():
+    """Under mixed precision the input arrives in float16 and the weight stays float32: the
+    product runs in the input's type (cuBLAS takes operands of one type)."""
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 3, 5, 5), dtype=np.float32), rng.standard_normal((4, 3, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(4, dtype=np.float32)
+    y = jittor_conv.conv2d_gemm(jt.array(x).float16(), jt.array(w), jt.array(b), 1, 1)
+    assert y.dtype == "float16"
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), padding=1).numpy()
+    assert rel_err(ref, y.float32().numpy()) < 5e-3  # float16 rounding

@@ -61,9 +61,12 @@ def conv2d_gemm(x, weight, bias=None, stride=1, padding=0):
         cols = x.reindex([c, kh, kw, n, oh, ow],
                          ["i3", "i0", f"i4*{sh}+i1-{ph}", f"i5*{sw}+i2-{pw}"])
         cols = cols.reshape(c * kh * kw, n * oh * ow)
-    out = jt.matmul(weight.reshape(co, c * kh * kw), cols).reshape(co, n, oh, ow).transpose(1, 0, 2, 3)
+    w = weight.reshape(co, c * kh * kw)
+    if w.dtype != cols.dtype:  # mixed precision: cuBLAS multiplies operands of one type
+        w = w.cast(cols.dtype)
+    out = jt.matmul(w, cols).reshape(co, n, oh, ow).transpose(1, 0, 2, 3)
     if bias is not None:
-        out = out + bias.reshape(1, co, 1, 1)
+        out = out + bias.reshape(1, co, 1, 1).cast(out.dtype)
     return out
 
 

@@ -1,0 +1,98 @@
+"""PyTorch speed options (channels-last layout, compile modes) and the benchmark harness's
+parts: what they compute must not change, and misuse is a one-line error."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from unetlab import UnetlabError, build_model
+from unetlab.bench import BenchCase, file_lock, measure
+from unetlab.commands.bench import compile_modes
+from unetlab.frameworks import torch_backend
+from unetlab.rundir import read_jsonl
+from unetlab.spec.run import resolve_run_spec
+from unetlab.train import train_run
+
+from conftest import TINY_MODEL, tiny_digits_spec
+from tiny import rel_err
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_channels_last_forward_equals_the_plain_forward():
+    model = build_model(dict(TINY_MODEL), "torch", seed=0).eval()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([5, 900])
+    with torch.no_grad():
+        plain = model(x, t).numpy()
+        fast = torch_backend.fast_forward(model, None, channels_last=True)
+        assert model.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+        assert rel_err(plain, fast(x, t).numpy()) < 1e-5
+
+
+def test_training_in_channels_last_follows_the_same_losses(tmp_path):
+    plain = train_run(tiny_digits_spec(6), tmp_path / "plain", "torch", progress=False)
+    fast = train_run(tiny_digits_spec(6, channels_last=True), tmp_path / "cl", "torch", progress=False)
+    assert plain["status"] == fast["status"] == "done"
+    a, b = ([r["loss"] for r in read_jsonl(p / "metrics.jsonl")] for p in (tmp_path / "plain", tmp_path / "cl"))
+    assert len(a) == len(b) > 0
+    assert np.allclose(a, b, rtol=1e-4)
+
+
+def test_torch_options_are_refused_for_jittor(tmp_path):
+    with pytest.raises(UnetlabError, match="train.channels_last: a torch option, not for jittor"):
+        train_run(tiny_digits_spec(2, channels_last=True), tmp_path / "r", "jittor", progress=False)
+
+
+def test_compile_mode_needs_compile_and_a_known_mode():
+    with pytest.raises(UnetlabError, match="train.compile_mode: 'reduce-overhead' needs train.compile: true"):
+        resolve_run_spec(tiny_digits_spec(2, compile_mode="reduce-overhead"))
+    with pytest.raises(UnetlabError, match="train.compile_mode"):
+        resolve_run_spec(tiny_digits_spec(2, compile=True, compile_mode="fastest"))
+    spec = resolve_run_spec(tiny_digits_spec(2, compile=True, compile_mode="reduce-overhead"))
+    assert spec["train"]["compile_mode"] == "reduce-overhead"
+
+
+def test_bench_compile_list():
+    assert compile_modes("off") == [None]
+    assert compile_modes("both,reduce-overhead") == [None, "default", "reduce-overhead"]
+    assert compile_modes("on,default") == ["default"]
+    with pytest.raises(UnetlabError, match="--compile 'fast': expected off, on, both or one of default, reduce-overhead"):
+        compile_modes("off,fast")
+
+
+def test_measure_holds_the_lock_only_while_timing_and_times_the_given_model():
+    held = []
+
+    class Recorder:
+        def __enter__(self):
+            held.append("in")
+
+        def __exit__(self, *exc):
+            held.append("out")
+
+    model = torch_backend.prepare_model(build_model(dict(TINY_MODEL), "torch", seed=1))
+    row = measure(dict(TINY_MODEL), BenchCase("torch", "fp32", 2), steps=1, warmup=1, model=model,
+                  exclusive=Recorder, repeats=2)
+    assert held == ["in", "out", "in", "out"]  # the training part, then the sampling part
+    assert row["train_img_s"] > 0 and row["sample_img_s"] > 0 and row["compile"] == "off"
+    assert not model.training  # the given model itself was timed (measure leaves it in eval mode)
+
+
+def test_file_lock_excludes_a_second_holder(tmp_path):
+    lock = file_lock(tmp_path / "gpu.lock")
+    order = []
+
+    def second():
+        with lock():
+            order.append("second")
+
+    with lock():
+        other = threading.Thread(target=second)
+        other.start()
+        other.join(0.3)
+        order.append("first")
+        assert other.is_alive()  # still waiting for the lock
+    other.join(5)
+    assert order == ["first", "second"]
