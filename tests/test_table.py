@@ -121,3 +121,25 @@ def test_torch_vs_jittor_overlay(runs, tmp_path):
     rundir.write_json(dst / rundir.CONFIG, config)
     written = write_plots([src, dst], tmp_path / "plots")
     assert [p.name for p in written] == ["abl-loss-steps.png", "abl-loss-time.png", "abl-torch-vs-jittor.png"]
+
+
+def test_table_of_a_bench_results_file(tmp_path, capsys):
+    """``unetlab table FILE.json`` shows benchmark rows (as ``unetlab bench --out`` writes them),
+    filtered and sorted like run tables."""
+    import json
+
+    from unetlab.bench import BenchCase, measure
+    from conftest import TINY_MODEL
+
+    row = measure(dict(TINY_MODEL), BenchCase("torch", "fp32", 2), steps=1, warmup=1)
+    other = dict(row, framework="jittor", train_img_s=row["train_img_s"] / 2)
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"meta": {"card": "cpu"}, "rows": [row, other]}))
+    assert main(["table", str(path), "--filter", "framework=jittor", "--format", "csv"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].split(",")[:4] == ["framework", "precision", "batch", "compile"]
+    assert len(out) == 2 and out[1].startswith("jittor,fp32,2,off")
+    assert float(out[1].split(",")[out[0].split(",").index("train img/s")]) == pytest.approx(other["train_img_s"])
+    path.write_text("[]")
+    assert main(["table", str(path)]) == 2
+    assert "not a benchmark results file" in capsys.readouterr().err

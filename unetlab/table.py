@@ -77,6 +77,30 @@ def load_table(root: Path, filters: list[str] = (), sort: str | None = None, gro
     return arrange(df, sort, group)
 
 
+#: Columns of a benchmark results file (``unetlab bench --out``, benchmarks/results/*.json).
+BENCH_COLUMNS = {"net": "net", "framework": "framework", "precision": "precision", "batch": "batch",
+                 "compile": "compile", "channels_last": "channels last", "device": "device",
+                 "train_img_s": "train img/s", "sample_img_s": "sample img/s", "train_tflop_s": "train TFLOP/s",
+                 "peak_gib": "peak GiB", "first_step_s": "first step s", "run": "run", "error": "error"}
+
+
+def load_bench_table(path: Path, filters: list[str] = ()) -> pd.DataFrame:
+    """Benchmark rows from a JSON file: a list of rows, or ``{"rows": [...]}`` with metadata."""
+    path = Path(path)
+    try:
+        data = rundir.read_json(path)
+    except ValueError as exc:
+        raise UnetlabError(f"{path}: not a benchmark results file ({exc})") from None
+    rows = data.get("rows") if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise UnetlabError(f"{path}: not a benchmark results file (expected a list of rows, or {{'rows': [...]}})")
+    df = pd.DataFrame(rows)
+    df = df[[c for c in BENCH_COLUMNS if c in df.columns]].rename(columns=BENCH_COLUMNS)
+    for item in filters:
+        df = _filter(df, item)
+    return df
+
+
 def arrange(df: pd.DataFrame, sort: str | None = None, group: bool = False) -> pd.DataFrame:
     """``df`` grouped over seeds (``group``) and sorted by column ``sort``."""
     if group:

@@ -7,8 +7,10 @@ FORMATS = ("terminal", "markdown", "csv", "latex")
 
 
 def add_parser(sub):
-    p = sub.add_parser("table", help="a table of the runs under a folder, and their loss plots")
-    p.add_argument("runs_dir", help="a runs folder, e.g. runs/<ablation> (searched recursively)")
+    p = sub.add_parser("table", help="a table of the runs under a folder, and their loss plots; "
+                                     "or of a benchmark results file")
+    p.add_argument("runs_dir", help="a runs folder, e.g. runs/<ablation> (searched recursively), or a "
+                                    "benchmark results JSON file (unetlab bench --out, benchmarks/results/)")
     p.add_argument("--sort", metavar="COL", help="sort by this column (e.g. FID, 'final loss')")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="keep rows whose column (or resolved spec value, for a dotted key) KEY equals VALUE; "
@@ -35,8 +37,20 @@ def show_table(root: Path, filters=(), sort=None, group=False, fmt="terminal", p
     return df
 
 
+def show_bench_table(path: Path, filters=(), sort=None, fmt="terminal"):
+    """Print the rows of a benchmark results file."""
+    from ..table import arrange, format_table, load_bench_table
+
+    df = load_bench_table(path, list(filters))
+    print(format_table(arrange(df, sort), fmt))
+    return df
+
+
 def run(args):
     root = Path(args.runs_dir)
+    if root.is_file():
+        show_bench_table(root, args.filter, args.sort, args.format)
+        return 0
     plots = None if args.no_plots else Path(args.plots) if args.plots else root / "plots"
     show_table(root, args.filter, args.sort, args.group, args.format, plots)
     return 0
