@@ -128,8 +128,8 @@ def parity_jittor(path):
          weight_sum_rel_err=abs(weight_sum - float(ref["weight_sum"])) / float(ref["weight_sum"]),
          loss_torch=float(ref["loss"]), loss_jittor=float(loss.item()), out_rel_err=out_err,
          grad_rel_err={n: errs[n] for n in few}, worst_grads={n: errs[n] for n in worst})
-    ok = out_err <= 1e-4 and max(errs.values()) <= 1e-3
-    emit(stage="parity_jittor", ok=ok, tolerance="outputs 1e-4, gradients 1e-3 (max|a-b|/max|a|)")
+    ok = out_err <= 1e-4 and max(errs.values()) <= 1e-4
+    emit(stage="parity_jittor", ok=ok, tolerance="outputs and gradients 1e-4 (max|a-b|/max|a|)")
     return 0 if ok else 1
 
 
@@ -291,8 +291,14 @@ def cudnn9():
     os.environ["CPLUS_INCLUDE_PATH"] = inc + ":" + os.environ.get("CPLUS_INCLUDE_PATH", "")
     jt.flags.cc_flags += f' -I"{inc}" -I"{jroot}/extern/cuda/cudnn/inc" '
     cache_cuda = os.path.join(jt.compiler.cache_path, "cuda")
+    # Jittor rewrites "-lNAME" as "-l:libNAME.so" (it mangled "-l:libcudnn.so.9"): give it a
+    # folder where libcudnn.so names the pip wheel's libcudnn.so.9
+    links = os.path.join(jt.compiler.cache_path, "unetlab-cudnn9")
+    os.makedirs(links, exist_ok=True)
+    if not os.path.lexists(os.path.join(links, "libcudnn.so")):
+        os.symlink(os.path.join(lib, "libcudnn.so.9"), os.path.join(links, "libcudnn.so"))
     flags = (f' -I"{jroot}/extern/cuda/inc" -I"{jroot}/extern/cuda/cudnn/inc" -I"{inc}" '
-             f' -L"{lib}" -l:libcudnn.so.9 -L"{cache_cuda}" -llibcuda_extern ')
+             f' -L"{links}" -lcudnn -L"{cache_cuda}" -llibcuda_extern ')
     t0 = time.time()
     module = jt.compile_extern.compile_custom_ops(files, return_module=True, extra_flags=flags)
     jt.compile_extern.cudnn_ops, jt.compile_extern.cudnn = module.ops, module
@@ -322,6 +328,61 @@ def jittor_bench(out, batches, precisions):
     return 0 if rows and not any("error" in r for r in rows) else 1
 
 
+def profile(size, top=25):
+    """Where a Jittor training step's time goes: Jittor's profiler over two steps (after two
+    warm-up steps), the ops with the most total time, and the step's wall time beside them."""
+    from unetlab import build_model
+    from unetlab.frameworks import jittor_backend as b
+
+    jt = b.jt
+    mapping = spec()
+    model = build_model(mapping, "jittor", seed=0)
+    b.set_train(model, True)
+    opt = b.Optimizer(model, "adam", 2e-4, grad_clip=1.0)
+    x, t, target = (b.tensor(a) for a in batch(mapping, size))
+
+    def step():
+        opt.step(((model(x, t) - target) ** 2).mean())
+        b.synchronize()
+
+    for _ in range(2):
+        step()
+    t0 = time.perf_counter()
+    with jt.profile_scope() as report:
+        for _ in range(2):
+            step()
+    wall = (time.perf_counter() - t0) / 2
+    header, rows = report[0], report[1:]
+    col = {name: i for i, name in enumerate(header)}
+    total_ns = sum(float(r[col["TotalTime"]]) for r in rows)
+    rows.sort(key=lambda r: -float(r[col["TotalTime"]]))
+    emit(stage="profile", batch=size, step_s=round(wall, 3), ops=len(rows),
+         kernel_s_per_step=round(total_ns / 2 / 1e9, 3))
+    for r in rows[:top]:
+        emit(stage="profile", ms_per_step=round(float(r[col["TotalTime"]]) / 2 / 1e6, 2),
+             count=int(r[col["Count"]]) // 2, name=str(r[col["Name"]])[:160])
+    return 0
+
+
+def gemm_conv_memcheck(size):
+    """A padded stride-1 and stride-2 convolution through unetlab's gemm path, forward and both
+    gradients: run under compute-sanitizer to show the path writes inside its buffers."""
+    from unetlab.frameworks import jittor_conv
+    from unetlab.frameworks.jittor_runtime import import_jittor
+
+    jt = import_jittor(DEVICE)
+    rng = np.random.default_rng(0)
+    x = jt.array(rng.standard_normal((size, 32, 32, 32), dtype=np.float32))
+    for stride in (1, 2):
+        w = jt.array(rng.standard_normal((64, 32, 3, 3), dtype=np.float32))
+        y = jittor_conv.conv2d_gemm(x, w, None, stride, 1)
+        gx, gw = jt.grad(y.sqr().mean(), [x, w])
+        jt.sync([y, gx, gw])
+        ok = all(bool(np.isfinite(a.numpy()).all()) for a in (y, gx, gw))
+        emit(stage="gemm_conv_memcheck", batch=size, stride=stride, ok=ok)
+    return 0
+
+
 def merge_bench(out_md, *parts):
     from tabulate import tabulate
 
@@ -349,6 +410,8 @@ if __name__ == "__main__":
               "small_net": lambda: small_net(int(args[0])),
               "conv_bench": lambda: conv_bench(args[0], args[1]),
               "cudnn9": lambda: cudnn9(),
+              "profile": lambda: profile(int(args[0])),
+              "gemm_conv_memcheck": lambda: gemm_conv_memcheck(int(args[0])),
               "jittor_bench": lambda: jittor_bench(args[0], args[1], args[2]),
               "merge_bench": lambda: merge_bench(*args)}[name]()
     except Exception as exc:  # the traceback goes to the log; the JSON line to the summary
