@@ -96,3 +96,32 @@ def test_file_lock_excludes_a_second_holder(tmp_path):
         assert other.is_alive()  # still waiting for the lock
     other.join(5)
     assert order == ["first", "second"]
+
+
+def _sample_spec(**sample):
+    return resolve_run_spec({"model": dict(TINY_MODEL), "diffusion": {"T": 50}, "data": {"dataset": "shapes"},
+                             "train": {"steps": 1}, "sample": {"steps": 3, "batch_size": 4, **sample}})
+
+
+def test_sampling_in_channels_last_gives_the_same_images():
+    from unetlab.sampling import generate
+
+    model = build_model(dict(TINY_MODEL), "torch", seed=0)
+    plain, _ = generate(model, _sample_spec(), 4)
+    fast, _ = generate(build_model(dict(TINY_MODEL), "torch", seed=0), _sample_spec(channels_last=True), 4)
+    assert plain.shape == (4, 3, 16, 16)
+    assert np.abs(plain - fast).max() < 1e-5
+
+
+def test_sampling_options_are_checked():
+    from unetlab.sampling import sampling_network
+
+    with pytest.raises(UnetlabError, match="sample.compile_mode: 'reduce-overhead' needs sample.compile: true"):
+        _sample_spec(compile_mode="reduce-overhead")
+    model = build_model(dict(TINY_MODEL), "torch", seed=0)
+    assert sampling_network(model, _sample_spec()["sample"]) is model  # nothing asked: the model itself
+    jittor_model = build_model(dict(TINY_MODEL), "jittor", seed=0)
+    with pytest.raises(UnetlabError, match="sample.channels_last: a torch option, not for jittor"):
+        sampling_network(jittor_model, _sample_spec(channels_last=True)["sample"])
+    with pytest.raises(UnetlabError, match="sample.precision: 'bf16' is not supported by jittor"):
+        sampling_network(jittor_model, _sample_spec(precision="bf16")["sample"])

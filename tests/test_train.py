@@ -9,6 +9,7 @@ from unetlab.metrics.model_report import forward_gflops
 from unetlab.rundir import read_json, read_jsonl
 from unetlab.train import train_run
 
+from conftest import tiny_digits_spec
 from tiny import digits_run
 
 #: PyTorch and Jittor losses from the same weights, batches and noise, step by step
@@ -92,6 +93,21 @@ def test_a_run_folder_refuses_another_config(torch_run):
     run, _ = torch_run
     with pytest.raises(UnetlabError, match="holds a run with a different config"):
         train_run(digits_run(30), run, "torch", progress=False)
+
+
+def test_a_run_written_before_an_option_existed_is_the_same_run(tmp_path):
+    """Options added to unetlab after a run was written take their defaults: the run resumes
+    instead of looking changed."""
+    import json
+
+    run = tmp_path / "r"
+    train_run(tiny_digits_spec(4), run, "torch", progress=False, stop_after=2)
+    config = json.loads((run / "config.json").read_text())
+    del config["spec"]["train"]["channels_last"], config["spec"]["sample"]["precision"]
+    (run / "config.json").write_text(json.dumps(config))
+    assert train_run(tiny_digits_spec(4), run, "torch", progress=False)["step"] == 4
+    with pytest.raises(UnetlabError, match="holds a run with a different config"):
+        train_run(tiny_digits_spec(4, lr=5e-4), run, "torch", progress=False)
 
 
 def test_bad_budget_and_dataset_errors(tmp_path):

@@ -235,10 +235,15 @@ def _check_framework(spec: dict, framework: str, layers: list) -> None:
             f"{_owner('train.precision', layers)}: {train['precision']!r} is not supported by {framework} "
             f"(valid precisions: {', '.join(PRECISIONS[framework])}); give it per framework, e.g. "
             f"frameworks: {{torch: {{train.precision: bf16}}, jittor: {{}}}}")
-    if train["compile"] and framework != "torch":
-        raise UnetlabError(f"{_owner('train.compile', layers)}: only torch models compile, not {framework}")
-    if train["channels_last"] and framework != "torch":
-        raise UnetlabError(f"{_owner('train.channels_last', layers)}: a torch option, not for {framework}")
+    sample = spec["sample"]
+    if sample["precision"] not in PRECISIONS[framework]:
+        raise UnetlabError(
+            f"{_owner('sample.precision', layers)}: {sample['precision']!r} is not supported by {framework} "
+            f"(valid precisions: {', '.join(PRECISIONS[framework])})")
+    for key in ("train.compile", "train.channels_last", "sample.compile", "sample.channels_last"):
+        section, name = key.split(".")
+        if spec[section][name] and framework != "torch":
+            raise UnetlabError(f"{_owner(key, layers)}: a torch option, not for {framework}")
     registry = get_registry()
     model = spec["model"]
     choices = [(f"model.blocks.{slot}", slot, c) for slot, c in model["blocks"].items()]

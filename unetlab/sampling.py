@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .diffusion import ddim_sample, ddpm_sample, make_schedule
-from .frameworks import backend_for
+from .errors import UnetlabError
+from .frameworks import backend_for, check_precision, ops_for
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -37,6 +38,35 @@ def save_png(image: np.ndarray, path: Path) -> None:
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
 
 
+class _SamplingNetwork:
+    """The network as the samplers call it: compiled and/or channels-last, under autocast,
+    returning float32."""
+
+    def __init__(self, model, forward, precision: str):
+        self.framework, self.forward, self.precision = model.framework, forward, precision
+        self.backend, self.ops = backend_for(model.framework), ops_for(model.framework)
+
+    def __call__(self, x, t):
+        with self.backend.autocast(self.precision):
+            out = self.forward(x, t)
+        return self.ops.as_float(out)
+
+
+def sampling_network(model, sample: dict):
+    """``model`` prepared for sampling as the ``sample`` section asks (precision, compile,
+    layout); ``model`` itself when it asks for nothing."""
+    framework = model.framework
+    check_precision(framework, sample["precision"], "sample.precision")
+    for key in ("compile", "channels_last"):
+        if sample[key] and framework != "torch":
+            raise UnetlabError(f"sample.{key}: a torch option, not for {framework}")
+    if not (sample["compile"] or sample["channels_last"]) and sample["precision"] == "fp32":
+        return model
+    forward = backend_for(framework).fast_forward(model, sample["compile_mode"] if sample["compile"] else None,
+                                                  sample["channels_last"])
+    return _SamplingNetwork(model, forward, sample["precision"])
+
+
 def generate(model, spec: dict, n: int, seed: int = 0, batch_size: int | None = None,
              progress=None) -> tuple[np.ndarray, dict]:
     """``n`` samples (N, C, H, W) in [-1, 1] from ``model`` with the spec's sampler, and timing.
@@ -52,6 +82,7 @@ def generate(model, spec: dict, n: int, seed: int = 0, batch_size: int | None = 
     batch_size = batch_size or sample["batch_size"]
     rng = np.random.default_rng([seed, 3])
     backend.set_train(model, False)
+    model = sampling_network(model, sample)
     out, nfe, seconds = [], 0, 0.0
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)

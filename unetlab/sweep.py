@@ -8,7 +8,6 @@ without waiting and inherited by the worker) keeps two sweeps from running one r
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import subprocess
@@ -97,8 +96,10 @@ def run_status(run_dir: Path) -> str:
 
 
 def config_conflict(run_dir: Path, run: Run) -> bool:
+    from .spec.run import configs_match
+
     existing = rundir.read_json(Path(run_dir) / rundir.CONFIG)
-    return existing is not None and existing != json.loads(json.dumps(run.config()))
+    return existing is not None and not configs_match(existing, run.config())
 
 
 def plan_rows(ablation: Ablation, root: Path) -> list[dict]:

@@ -20,6 +20,7 @@ from .errors import UnetlabError
 from .frameworks import backend_for, check_precision, ops_for
 from .model import build_model
 from .spec import budget_steps, resolve_run_spec
+from .spec.run import configs_match
 from .weights import count_parameters, get_weights, set_weights
 
 
@@ -87,7 +88,7 @@ class Trainer:
         config = {"spec": self.spec, "run": {"framework": self.framework, "seed": self.seed, **identity}}
         path = self.run_dir / rundir.CONFIG
         existing = rundir.read_json(path)
-        if existing is not None and existing != _json_roundtrip(config):
+        if existing is not None and not configs_match(existing, config):
             raise UnetlabError(f"{self.run_dir}: holds a run with a different config; "
                                f"use another run folder or delete this one")
         if existing is None:
@@ -235,12 +236,6 @@ def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
         "peak_mem": max(mems) if mems else None,
         "train_s": records[-1]["elapsed"] if records else None,
     }
-
-
-def _json_roundtrip(value):
-    import json
-
-    return json.loads(json.dumps(value))
 
 
 def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = None, progress: bool = True,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .. import rundir
 from ..errors import UnetlabError
+from ..frameworks.torch_modes import COMPILE_MODES
 from ..spec import load_mapping, resolve_run_spec
 
 
@@ -18,6 +19,10 @@ def add_parser(sub):
     p.add_argument("--eta", type=float, help="DDIM eta")
     p.add_argument("--skip", choices=("uniform", "quadratic"))
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16", "fp16"), help="network precision")
+    p.add_argument("--compile", choices=("off",) + COMPILE_MODES,
+                   help="torch.compile the network with this mode (reduce-overhead: CUDA graphs)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last layout (torch)")
     p.add_argument("--framework", choices=("torch", "jittor"), help="default: the run's")
     p.add_argument("--no-ema", action="store_true", help="use the last training weights, not the EMA")
     p.add_argument("--seed", type=int, default=0)
@@ -62,9 +67,14 @@ def run(args):
     framework = args.framework or framework
     spec = dict(spec)
     spec["sample"] = dict(spec.get("sample") or {})
-    for key in ("sampler", "steps", "eta", "skip", "batch_size"):
+    for key in ("sampler", "steps", "eta", "skip", "batch_size", "precision"):
         if getattr(args, key) is not None:
             spec["sample"][key] = getattr(args, key)
+    if args.compile is not None:
+        spec["sample"]["compile"] = args.compile != "off"
+        spec["sample"]["compile_mode"] = args.compile if args.compile != "off" else "default"
+    if args.channels_last:
+        spec["sample"]["channels_last"] = True
     spec = resolve_run_spec(spec)
     model = build_model(spec["model"], framework)
     set_weights(model, arrays, f"weights from {args.source}")

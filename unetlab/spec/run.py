@@ -70,6 +70,13 @@ SAMPLE = OptionSet((
     Option("num_images", int, 64, "images in the sample grid"),
     Option("batch_size", int, 256, "images per sampling batch"),
     Option("ema", bool, True, "sample from the EMA weights"),
+    Option("precision", str, "fp32", "network precision while sampling: fp32, tf32 or bf16 (torch); "
+           "fp32 or fp16 (jittor)", choices=("fp32", "tf32", "bf16", "fp16")),
+    Option("compile", bool, False, "torch.compile the sampling network (torch only; pays off for "
+           "many samples, e.g. FID)"),
+    Option("compile_mode", str, "default", "torch.compile mode when compile is on (reduce-overhead: "
+           "CUDA graphs)", choices=COMPILE_MODES),
+    Option("channels_last", bool, False, "sample in channels-last layout (torch only)"),
 ))
 
 EVAL = OptionSet((
@@ -111,8 +118,11 @@ def _check_consistency(spec: dict, prefix: str) -> None:
     for key in ("batch_size", "lr", "log_every", "checkpoint_every"):
         if train[key] <= 0:
             raise UnetlabError(f"{prefix}train.{key}: must be positive, got {train[key]}")
-    if train["compile_mode"] != "default" and not train["compile"]:
-        raise UnetlabError(f"{prefix}train.compile_mode: {train['compile_mode']!r} needs train.compile: true")
+    for section in ("train", "sample"):
+        part = spec[section]
+        if part["compile_mode"] != "default" and not part["compile"]:
+            raise UnetlabError(f"{prefix}{section}.compile_mode: {part['compile_mode']!r} needs "
+                               f"{section}.compile: true")
     if diffusion["T"] < 2:
         raise UnetlabError(f"{prefix}diffusion.T: must be at least 2, got {diffusion['T']}")
     if not 0 < sample["steps"] <= diffusion["T"]:
@@ -137,3 +147,20 @@ def budget_steps(train: dict, dataset_size: int) -> int | None:
     if train["minutes"] is not None:
         return None
     raise UnetlabError("train: no budget: give train.steps, train.epochs or train.minutes")
+
+
+def configs_match(stored: dict, current: dict) -> bool:
+    """Whether a run folder's ``config.json`` (``stored``) describes the run ``current`` describes.
+
+    The stored spec is read with today's options, so an option added to unetlab since the run
+    was written takes its default instead of making every existing run look changed.
+    """
+    import json
+
+    if not isinstance(stored, dict) or stored.get("run") != json.loads(json.dumps(current.get("run"))):
+        return False
+    try:
+        stored_spec = resolve_run_spec(stored.get("spec") or {})
+    except UnetlabError:
+        return False
+    return json.loads(json.dumps(stored_spec)) == json.loads(json.dumps(current["spec"]))
