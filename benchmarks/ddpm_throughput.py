@@ -48,9 +48,12 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=1, help="timed runs per case; the fastest counts")
     p.add_argument("--lock", help="exclusive lock file held while timing")
+    p.add_argument("--cudnn-benchmark", action="store_true",
+                   help="let cuDNN time its convolution algorithms per shape (torch.backends.cudnn.benchmark)")
     p.add_argument("--out", help="write OUT.json and OUT.md, each row as soon as it is measured")
     args = p.parse_args(argv)
     cases = [parse_case(c) for c in args.cases.split(",")]
+    torch_backend.torch.backends.cudnn.benchmark = args.cudnn_benchmark
     exclusive = file_lock(args.lock) if args.lock else None
     rows = []
     for batch in (int(b) for b in args.batch_sizes.split(",")):
@@ -60,6 +63,8 @@ def main(argv=None):
             try:
                 row = {"net": net, **measure("ddpm", case, args.steps, args.warmup, model=model,
                                              exclusive=exclusive, repeats=args.repeats)}
+                if args.cudnn_benchmark:
+                    row["cudnn_benchmark"] = True
             except Exception as exc:  # noqa: BLE001 - an OOM or a compile failure is a result too
                 row = {"net": net, "precision": args.precision, "batch": batch, "compile": mode or "off",
                        "channels_last": channels_last, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}

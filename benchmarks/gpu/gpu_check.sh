@@ -2,8 +2,9 @@
 # unetlab on one CUDA GPU in one run of about 9 minutes: PyTorch throughput beside the reference
 # network (issue: performance) and Jittor on a CUDA 13 toolkit (correctness, the illegal-address
 # hunt, convolution paths, cuDNN 9, throughput).  Two pipelines run side by side:
-#   torch   benchmarks/ddpm_throughput.py: bf16 at batch 128 (eager, compiled, CUDA graphs,
-#           autotuned), fp32 at 128 (beside Jittor's fp32), bf16 at 512; fastest of 3 timed runs
+#   torch   benchmarks/ddpm_throughput.py: bf16 at batch 128 (eager, compiled, CUDA graphs; then with
+#           cuDNN's algorithm search and weight freezing), fp32 at 128 (beside Jittor's fp32), bf16
+#           at 512, max-autotune with what time is left; fastest of 3 timed runs
 #   jittor  install -> import (core build) -> tests/test_gpu.py (parity, training at 128) ->
 #           bench (fp32, fp16) -> profile -> gemm convolutions under compute-sanitizer ->
 #           cuDNN 9 convolutions -> training at 256 and 512
@@ -98,12 +99,17 @@ THROUGHPUT=("$PY" "$REPO/benchmarks/ddpm_throughput.py" --precision "${TORCH_PRE
 
 # --- torch pipeline (background) ---------------------------------------------------------------
 (
-  TAIL=10 stage torch_b$TB1 330 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --batch-sizes "$TB1" --out "$OUT/throughput_b$TB1" \
-    --cases "${TORCH_CASES:-unetlab:reduce-overhead:cl,reference:off,reference:default,unetlab:off,unetlab:max-autotune:cl}"
+  TAIL=10 stage torch_b$TB1 220 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --batch-sizes "$TB1" --out "$OUT/throughput_b$TB1" \
+    --cases "${TORCH_CASES:-unetlab:reduce-overhead:cl,reference:off,reference:default,unetlab:off}"
+  # cuDNN's per-shape algorithm search, and inductor's weight freezing for the no-grad (sampling) graph
+  TAIL=6 stage torch_tuned 120 env UNETLAB_QUIET=1 TORCHINDUCTOR_FREEZING=1 "${THROUGHPUT[@]}" --cudnn-benchmark \
+    --batch-sizes "$TB1" --out "$OUT/throughput_tuned" --cases "${TORCH_CASES:-unetlab:reduce-overhead:cl}"
   TAIL=6 stage torch_fp32 60 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --precision fp32 --batch-sizes "$TB1" \
     --out "$OUT/throughput_fp32" --cases unetlab:off,reference:off
   TAIL=6 stage torch_b$TB2 150 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --batch-sizes "$TB2" --out "$OUT/throughput_b$TB2" \
     --cases "${TORCH_CASES:-unetlab:reduce-overhead:cl,reference:off}"
+  TAIL=6 stage torch_autotune 300 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --batch-sizes "$TB1" \
+    --out "$OUT/throughput_autotune" --cases "${TORCH_CASES:-unetlab:max-autotune:cl}"
 ) &
 TORCH_PID=$!
 
