@@ -68,13 +68,21 @@ def test_conv_mode_auto_uses_jittor_on_the_cpu_and_rejects_unknown_modes(monkeyp
         jittor_conv.conv_mode()
 
 
-def test_gemm_conv_runs_in_the_input_precision():
-    """Under mixed precision the input arrives in float16 and the weight stays float32: the
-    product runs in the input's type (cuBLAS takes operands of one type)."""
+def test_gemm_conv_and_attention_run_under_jittor_mixed_precision():
+    """Under Jittor's mixed precision a float32 product cannot be relayed to oneDNN/cuBLAS:
+    convolutions and attention multiply in float16 there, and stay close to float32."""
+    from unetlab.frameworks import jittor_ops
+
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((2, 3, 5, 5), dtype=np.float32), rng.standard_normal((4, 3, 3, 3), dtype=np.float32)
     b = rng.standard_normal(4, dtype=np.float32)
-    y = jittor_conv.conv2d_gemm(jt.array(x).float16(), jt.array(w), jt.array(b), 1, 1)
-    assert y.dtype == "float16"
+    q, k, v = (jt.array(rng.standard_normal((2, 1, 16, 8), dtype=np.float32)) for _ in range(3))
     ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), padding=1).numpy()
-    assert rel_err(ref, y.float32().numpy()) < 5e-3  # float16 rounding
+    ref_attn = jittor_ops.attention(q, k, v).numpy()
+    with jt.flag_scope(auto_mixed_precision_level=5):
+        y = jittor_conv.conv2d_gemm(jt.array(x), jt.array(w), jt.array(b), 1, 1)
+        assert y.dtype == "float16"
+        y = y.float32().numpy()
+        attn = jittor_ops.attention(q, k, v, fp32_softmax=True).float32().numpy()
+    assert rel_err(ref, y) < 5e-3  # float16 rounding
+    assert rel_err(ref_attn, attn) < 5e-3

@@ -6,7 +6,8 @@ from ..errors import UnetlabError
 from ..options import Option
 
 COMMON_OPTIONS = (
-    Option("fp32_softmax", bool, False, "compute attention weights in float32 under mixed precision"),
+    Option("fp32_softmax", bool, False, "softmax in float32 under mixed precision (PyTorch: the whole "
+           "attention in float32; Jittor: the softmax, its products stay float16)"),
     Option("fused", bool, True, "use the framework's fused attention kernel where it has one"),
 )
 MULTIHEAD_OPTIONS = (

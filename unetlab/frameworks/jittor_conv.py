@@ -17,6 +17,7 @@ import os
 
 from . import jittor_runtime
 from ..errors import UnetlabError
+from .jittor_matmul import matmul
 
 jt = jittor_runtime.import_jittor()
 from jittor import nn  # noqa: E402
@@ -61,10 +62,7 @@ def conv2d_gemm(x, weight, bias=None, stride=1, padding=0):
         cols = x.reindex([c, kh, kw, n, oh, ow],
                          ["i3", "i0", f"i4*{sh}+i1-{ph}", f"i5*{sw}+i2-{pw}"])
         cols = cols.reshape(c * kh * kw, n * oh * ow)
-    w = weight.reshape(co, c * kh * kw)
-    if w.dtype != cols.dtype:  # mixed precision: cuBLAS multiplies operands of one type
-        w = w.cast(cols.dtype)
-    out = jt.matmul(w, cols).reshape(co, n, oh, ow).transpose(1, 0, 2, 3)
+    out = matmul(weight.reshape(co, c * kh * kw), cols).reshape(co, n, oh, ow).transpose(1, 0, 2, 3)
     if bias is not None:
         out = out + bias.reshape(1, co, 1, 1).cast(out.dtype)
     return out

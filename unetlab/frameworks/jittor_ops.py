@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import jittor_conv, jittor_runtime
+from .jittor_matmul import matmul
 
 jt = jittor_runtime.import_jittor()
 from jittor import nn  # noqa: E402
@@ -88,18 +89,25 @@ def zero_module(module):
 
 
 def attention(q, k, v, fp32_softmax: bool = False, fused: bool = True):
-    """Softmax attention over (batch, heads, length, head_dim) arrays (Jittor has no fused kernel)."""
+    """Softmax attention over (batch, heads, length, head_dim) arrays (Jittor has no fused kernel).
+
+    ``fp32_softmax``: the softmax runs in float32; under Jittor's mixed precision the two
+    products still run in float16 (Jittor cannot run a float32 product there: ``jittor_matmul``).
+    """
     out_dtype = q.dtype
-    if fp32_softmax:
-        q, k, v = q.float32(), k.float32(), v.float32()
     scale = q.shape[-1] ** -0.5
+
+    def weights(qi, ki_t):
+        logits = matmul(qi, ki_t)
+        if fp32_softmax:
+            logits = logits.float32()
+        return nn.softmax(logits * scale, dim=-1)
+
     if jt.flags.use_cuda:  # batched matmuls go to cuBLAS
-        w = nn.softmax(jt.matmul(q, k.transpose(0, 1, 3, 2)) * scale, dim=-1)
-        return jt.matmul(w, v).cast(out_dtype)
+        return matmul(weights(q, k.transpose(0, 1, 3, 2)), v).cast(out_dtype)
     # On the CPU Jittor runs a batched matmul as broadcast-multiply-reduce; one 2-d (oneDNN)
     # matmul per batch and head is about 7x faster for DDPM's 16x16 attention.
     b, h, n, d = q.shape
     q, k, v = q.reshape(b * h, n, d), k.reshape(b * h, n, d), v.reshape(b * h, n, d)
-    outs = [jt.matmul(nn.softmax(jt.matmul(q[i], k[i].transpose(1, 0)) * scale, dim=-1), v[i])
-            for i in range(b * h)]
+    outs = [matmul(weights(q[i], k[i].transpose(1, 0)), v[i]) for i in range(b * h)]
     return jt.stack(outs).reshape(b, h, n, d).cast(out_dtype)
