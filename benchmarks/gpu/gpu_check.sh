@@ -13,7 +13,7 @@
 # Logs go to $WORK/logs (packed into $OUT/logs.tgz at the end); $OUT gets summary.txt, the
 # throughput tables and Jittor's bench rows.  Run from anywhere:  bash benchmarks/gpu/gpu_check.sh
 set -u
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore::SyntaxWarning   # Jittor 1.3.11 on Python 3.12
 unset UNETLAB_QUIET
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$REPO" || exit 2
