@@ -69,7 +69,8 @@ def main(argv=None):
                 row = {"net": net, "precision": args.precision, "batch": batch, "compile": mode or "off",
                        "channels_last": channels_last, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             del model
-            torch_backend.torch.cuda.empty_cache() if torch_backend.torch.cuda.is_available() else None
+            if torch_backend.torch.cuda.is_available():
+                torch_backend.torch.cuda.empty_cache()
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.out:

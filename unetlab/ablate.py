@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import UnetlabError
-from .frameworks import PRECISIONS
+from .frameworks import PRECISIONS, check_run_section
 from .registry import FRAMEWORKS, get_registry
 from .spec import SECTIONS, deep_merge, expand_dotted, load_mapping, load_yaml, resolve_run_spec
 
@@ -235,15 +235,8 @@ def _check_framework(spec: dict, framework: str, layers: list) -> None:
             f"{_owner('train.precision', layers)}: {train['precision']!r} is not supported by {framework} "
             f"(valid precisions: {', '.join(PRECISIONS[framework])}); give it per framework, e.g. "
             f"frameworks: {{torch: {{train.precision: bf16}}, jittor: {{}}}}")
-    sample = spec["sample"]
-    if sample["precision"] not in PRECISIONS[framework]:
-        raise UnetlabError(
-            f"{_owner('sample.precision', layers)}: {sample['precision']!r} is not supported by {framework} "
-            f"(valid precisions: {', '.join(PRECISIONS[framework])})")
-    for key in ("train.compile", "train.channels_last", "sample.compile", "sample.channels_last"):
-        section, name = key.split(".")
-        if spec[section][name] and framework != "torch":
-            raise UnetlabError(f"{_owner(key, layers)}: a torch option, not for {framework}")
+    for name in ("train", "sample"):
+        check_run_section(framework, name, spec[name], lambda key, name=name: _owner(f"{name}.{key}", layers))
     registry = get_registry()
     model = spec["model"]
     choices = [(f"model.blocks.{slot}", slot, c) for slot, c in model["blocks"].items()]

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .diffusion import ddim_sample, ddpm_sample, make_schedule
-from .errors import UnetlabError
-from .frameworks import backend_for, check_precision, ops_for
+from .frameworks import backend_for, check_run_section, ops_for
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
@@ -56,10 +55,7 @@ def sampling_network(model, sample: dict):
     """``model`` prepared for sampling as the ``sample`` section asks (precision, compile,
     layout); ``model`` itself when it asks for nothing."""
     framework = model.framework
-    check_precision(framework, sample["precision"], "sample.precision")
-    for key in ("compile", "channels_last"):
-        if sample[key] and framework != "torch":
-            raise UnetlabError(f"sample.{key}: a torch option, not for {framework}")
+    check_run_section(framework, "sample", sample)
     if not (sample["compile"] or sample["channels_last"]) and sample["precision"] == "fp32":
         return model
     forward = backend_for(framework).fast_forward(model, sample["compile_mode"] if sample["compile"] else None,

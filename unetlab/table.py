@@ -87,10 +87,7 @@ BENCH_COLUMNS = {"net": "net", "framework": "framework", "precision": "precision
 def load_bench_table(path: Path, filters: list[str] = ()) -> pd.DataFrame:
     """Benchmark rows from a JSON file: a list of rows, or ``{"rows": [...]}`` with metadata."""
     path = Path(path)
-    try:
-        data = rundir.read_json(path)
-    except ValueError as exc:
-        raise UnetlabError(f"{path}: not a benchmark results file ({exc})") from None
+    data = rundir.read_json(path)  # None when the file is not JSON
     rows = data.get("rows") if isinstance(data, dict) else data
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise UnetlabError(f"{path}: not a benchmark results file (expected a list of rows, or {{'rows': [...]}})")

@@ -17,7 +17,7 @@ from . import rundir
 from .data import Batches, DeviceBatches, load_dataset
 from .diffusion import make_schedule, noisy_inputs, sample_timesteps
 from .errors import UnetlabError
-from .frameworks import backend_for, check_precision, ops_for
+from .frameworks import backend_for, check_run_section, ops_for
 from .model import build_model
 from .spec import budget_steps, resolve_run_spec
 from .spec.run import configs_match
@@ -48,7 +48,7 @@ class Trainer:
         self.train = self.spec["train"]
         self.seed = self.train["seed"] if seed is None else seed
         self.framework = framework
-        check_precision(framework, self.train["precision"])
+        check_run_section(framework, "train", self.train)
         self.backend = backend_for(framework)
         if self.train["precision"] != "fp32" and self.backend.device_name() == "cpu":
             warnings.warn(f"train.precision {self.train['precision']} on the CPU: mixed precision is "
@@ -71,9 +71,6 @@ class Trainer:
         self.model = build_model(m, framework, seed=self.seed)
         self.ema = build_model(m, framework, seed=self.seed)
         self.backend.set_train(self.ema, False)
-        for key in ("compile", "channels_last"):
-            if self.train[key] and framework != "torch":
-                raise UnetlabError(f"train.{key}: a torch option, not for {framework}")
         self.forward = self.backend.fast_forward(
             self.model, self.train["compile_mode"] if self.train["compile"] else None, self.train["channels_last"])
         self.opt = self.backend.Optimizer(self.model, self.train["optimizer"], self.train["lr"],

@@ -24,6 +24,21 @@ def check_precision(framework: str, precision: str, where: str = "train.precisio
                            f"(valid precisions: {', '.join(PRECISIONS[framework])})")
 
 
+#: Run options (in both ``train`` and ``sample``) that only PyTorch has.
+TORCH_ONLY_OPTIONS = ("compile", "channels_last")
+
+
+def check_run_section(framework: str, name: str, section: dict, where=None) -> None:
+    """Raise a one-line error when ``framework`` cannot run a resolved ``train`` or ``sample``
+    section (``name``): a precision it lacks, or a PyTorch-only option.  ``where(key)`` names a
+    key in the message (default ``name.key``)."""
+    where = where or (lambda key: f"{name}.{key}")
+    check_precision(framework, section["precision"], where("precision"))
+    for key in TORCH_ONLY_OPTIONS:
+        if section[key] and framework != "torch":
+            raise UnetlabError(f"{where(key)}: a torch option, not for {framework}")
+
+
 def _check(name: str) -> str:
     if name not in FRAMEWORKS:
         raise UnetlabError(f"unknown framework {name!r} (frameworks: {', '.join(FRAMEWORKS)})")
