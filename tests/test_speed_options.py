@@ -32,12 +32,31 @@ def test_channels_last_forward_equals_the_plain_forward():
 
 
 def test_training_in_channels_last_follows_the_same_losses(tmp_path):
-    plain = train_run(tiny_digits_spec(6), tmp_path / "plain", "torch", progress=False)
+    plain = train_run(tiny_digits_spec(6, channels_last=False), tmp_path / "plain", "torch", progress=False)
     fast = train_run(tiny_digits_spec(6, channels_last=True), tmp_path / "cl", "torch", progress=False)
     assert plain["status"] == fast["status"] == "done"
     a, b = ([r["loss"] for r in read_jsonl(p / "metrics.jsonl")] for p in (tmp_path / "plain", tmp_path / "cl"))
     assert len(a) == len(b) > 0
     assert np.allclose(a, b, rtol=1e-4)
+
+
+def test_unset_layout_is_channels_last_on_the_cpu_and_when_compiled():
+    assert resolve_run_spec(tiny_digits_spec(2))["train"]["channels_last"] is None
+    assert torch_backend.channels_last_default(None)  # these tests run on the CPU
+    assert torch_backend.channels_last_default("reduce-overhead")
+    model = build_model(dict(TINY_MODEL), "torch", seed=0)
+    torch_backend.fast_forward(model, None, channels_last=None)
+    assert model.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    kept = build_model(dict(TINY_MODEL), "torch", seed=0)
+    assert torch_backend.fast_forward(kept, None, channels_last=False) is kept
+    assert not kept.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_jittor_runs_with_the_layout_unset(tmp_path):
+    from unetlab.sampling import sampling_network
+
+    jittor_model = build_model(dict(TINY_MODEL), "jittor", seed=0)
+    assert sampling_network(jittor_model, _sample_spec()["sample"]) is jittor_model
 
 
 def test_torch_options_are_refused_for_jittor(tmp_path):
@@ -107,7 +126,7 @@ def test_sampling_in_channels_last_gives_the_same_images():
     from unetlab.sampling import generate
 
     model = build_model(dict(TINY_MODEL), "torch", seed=0)
-    plain, _ = generate(model, _sample_spec(), 4)
+    plain, _ = generate(model, _sample_spec(channels_last=False), 4)
     fast, _ = generate(build_model(dict(TINY_MODEL), "torch", seed=0), _sample_spec(channels_last=True), 4)
     assert plain.shape == (4, 3, 16, 16)
     assert np.abs(plain - fast).max() < 1e-5
@@ -119,7 +138,7 @@ def test_sampling_options_are_checked():
     with pytest.raises(UnetlabError, match="sample.compile_mode: 'reduce-overhead' needs sample.compile: true"):
         _sample_spec(compile_mode="reduce-overhead")
     model = build_model(dict(TINY_MODEL), "torch", seed=0)
-    assert sampling_network(model, _sample_spec()["sample"]) is model  # nothing asked: the model itself
+    assert sampling_network(model, _sample_spec(channels_last=False)["sample"]) is model  # nothing asked
     jittor_model = build_model(dict(TINY_MODEL), "jittor", seed=0)
     with pytest.raises(UnetlabError, match="sample.channels_last: a torch option, not for jittor"):
         sampling_network(jittor_model, _sample_spec(channels_last=True)["sample"])

@@ -110,6 +110,19 @@ def test_a_run_written_before_an_option_existed_is_the_same_run(tmp_path):
         train_run(tiny_digits_spec(4, lr=5e-4), run, "torch", progress=False)
 
 
+def test_a_run_resumes_compiled_or_in_another_layout(tmp_path):
+    """Compile and layout change speed, not the experiment: a run started in one layout resumes
+    in the other, optimizer moments and all, on the losses of an uninterrupted run."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    nchw, cl = tiny_digits_spec(6, channels_last=False, log_every=1), tiny_digits_spec(6, channels_last=True, log_every=1)
+    train_run(nchw, whole, "torch", progress=False)
+    train_run(nchw, split, "torch", progress=False, stop_after=3)
+    assert train_run(cl, split, "torch", progress=False)["step"] == 6
+    a, b = ([r["loss"] for r in read_jsonl(p / "metrics.jsonl")] for p in (whole, split))
+    assert len(a) == len(b) == 6
+    assert np.allclose(a, b, rtol=1e-4)
+
+
 def test_bad_budget_and_dataset_errors(tmp_path):
     spec = digits_run(5)
     spec["train"]["epochs"] = 1

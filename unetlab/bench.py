@@ -23,7 +23,7 @@ class BenchCase:
     precision: str
     batch_size: int
     compile: str | None = None  # a torch.compile mode, None for eager
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: the layout training gets when the spec leaves it unset
 
     def skip_reason(self, on_gpu: bool) -> str | None:
         if self.precision not in PRECISIONS[self.framework]:
@@ -74,7 +74,8 @@ def measure(spec, case: BenchCase, steps: int = 5, warmup: int = 2, seed: int = 
     if model is None:
         model = build_model(resolved, case.framework, seed=seed)
     b.set_train(model, True)
-    forward = b.fast_forward(model, case.compile, case.channels_last)
+    layout = b.channels_last_default(case.compile) if case.channels_last is None else case.channels_last
+    forward = b.fast_forward(model, case.compile, layout)
     opt = b.Optimizer(model, "adam", 2e-4, grad_clip=1.0)
     rng = np.random.default_rng(seed)
     shape = (case.batch_size, resolved.in_channels, resolved.image_size, resolved.image_size)
@@ -106,7 +107,7 @@ def measure(spec, case: BenchCase, steps: int = 5, warmup: int = 2, seed: int = 
     train_img_s = steps * case.batch_size / train_s
     return {
         "framework": case.framework, "precision": case.precision, "batch": case.batch_size,
-        "compile": case.compile or "off", "channels_last": case.channels_last, "device": b.device_name(),
+        "compile": case.compile or "off", "channels_last": layout, "device": b.device_name(),
         "first_step_s": round(first, 3), "first_sample_s": round(first_sample, 3),
         "step_s": round(train_s / steps, 4), "train_img_s": round(train_img_s, 1),
         "sample_img_s": round(steps * case.batch_size / sample_s, 1),
@@ -116,7 +117,7 @@ def measure(spec, case: BenchCase, steps: int = 5, warmup: int = 2, seed: int = 
 
 
 def run_bench(spec, frameworks, precisions, batch_sizes, compile_modes, steps=5, warmup=2, on_gpu=None,
-              log=print, channels_last=(False,)) -> list[dict]:
+              log=print, channels_last=(None,)) -> list[dict]:
     """Every valid combination measured in this process; skipped ones say why."""
     if on_gpu is None:
         from .frameworks.jittor_setup import cuda_device_visible

@@ -56,10 +56,10 @@ def sampling_network(model, sample: dict):
     layout); ``model`` itself when it asks for nothing."""
     framework = model.framework
     check_run_section(framework, "sample", sample)
-    if not (sample["compile"] or sample["channels_last"]) and sample["precision"] == "fp32":
-        return model
     forward = backend_for(framework).fast_forward(model, sample["compile_mode"] if sample["compile"] else None,
                                                   sample["channels_last"])
+    if forward is model and sample["precision"] == "fp32":
+        return model
     return _SamplingNetwork(model, forward, sample["precision"])
 
 

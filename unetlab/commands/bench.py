@@ -17,8 +17,9 @@ def add_parser(sub):
     p.add_argument("--compile", default="off",
                    help="torch.compile modes, comma list of off, on (= default), both (= off,on), "
                         "reduce-overhead, max-autotune, max-autotune-no-cudagraphs (default off)")
-    p.add_argument("--channels-last", default="off", choices=("off", "on", "both"),
-                   help="torch channels-last layout")
+    p.add_argument("--channels-last", default="auto", choices=("auto", "off", "on", "both"),
+                   help="torch channels-last layout (auto: as training picks it when a spec leaves it "
+                        "unset: on for the CPU and compiled models)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per case")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per case")
     p.add_argument("--out", help="write the rows as JSON and a markdown table (OUT.json, OUT.md)")
@@ -54,7 +55,7 @@ def run(args):
     rows = run_bench(args.spec, args.frameworks.split(","), args.precisions.split(","),
                      [int(b) for b in args.batch_sizes.split(",")],
                      compile_modes(args.compile), steps=args.steps, warmup=args.warmup, log=log,
-                     channels_last={"off": [False], "on": [True], "both": [False, True]}[args.channels_last])
+                     channels_last={"auto": [None], "off": [False], "on": [True], "both": [False, True]}[args.channels_last])
     table = tabulate(rows, headers="keys", tablefmt="github")
     print(table)
     if args.out:

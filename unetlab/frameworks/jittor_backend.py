@@ -164,8 +164,14 @@ def full_timesteps(n: int, value: int):
     return jt.full((n,), int(value), dtype="int64")
 
 
-def fast_forward(model, compile_mode: str | None = None, channels_last: bool = False):
-    """``model`` itself: compile modes and channels-last layout are PyTorch's (callers check)."""
+def channels_last_default(compile_mode: str | None) -> bool:
+    """Jittor has one layout."""
+    return False
+
+
+def fast_forward(model, compile_mode: str | None = None, channels_last: bool | None = False):
+    """``model`` itself: compile modes and channels-last layout are PyTorch's (callers check;
+    ``channels_last=None``, the unset default, is Jittor's one layout)."""
     if compile_mode is not None or channels_last:
         raise ValueError("compile and channels_last are torch options")
     return model

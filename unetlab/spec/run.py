@@ -52,8 +52,8 @@ TRAIN = OptionSet((
     Option("compile_mode", str, "default", "torch.compile mode when compile is on: default, "
            "reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs",
            choices=COMPILE_MODES),
-    Option("channels_last", bool, False, "run the model in channels-last layout (torch only; "
-           "pays off compiled on a GPU)"),
+    Option("channels_last", bool, None, "run the model in channels-last layout (torch only); unset: "
+           "on the CPU and when compiled on a GPU, where it measured faster", nullable=True),
     Option("noise", str, "host", "where training noise is drawn: host (numpy: identical across "
            "frameworks) or device (faster on a GPU; the images then stay on the device too)",
            choices=("host", "device")),
@@ -76,7 +76,8 @@ SAMPLE = OptionSet((
            "many samples, e.g. FID)"),
     Option("compile_mode", str, "default", "torch.compile mode when compile is on (reduce-overhead: "
            "CUDA graphs)", choices=COMPILE_MODES),
-    Option("channels_last", bool, False, "sample in channels-last layout (torch only)"),
+    Option("channels_last", bool, None, "sample in channels-last layout (torch only); unset: on the "
+           "CPU and when compiled on a GPU", nullable=True),
 ))
 
 EVAL = OptionSet((
@@ -149,11 +150,28 @@ def budget_steps(train: dict, dataset_size: int) -> int | None:
     raise UnetlabError("train: no budget: give train.steps, train.epochs or train.minutes")
 
 
+#: Options that change how fast a run goes, not what it computes: a run may resume under
+#: other values of them (in ``train`` and ``sample``).
+EXECUTION_OPTIONS = ("compile", "compile_mode", "channels_last")
+
+
+def _identity(spec: dict) -> dict:
+    """``spec`` without its execution options, as plain JSON values."""
+    import json
+
+    spec = json.loads(json.dumps(spec))
+    for section in ("train", "sample"):
+        for key in EXECUTION_OPTIONS:
+            (spec.get(section) or {}).pop(key, None)
+    return spec
+
+
 def configs_match(stored: dict, current: dict) -> bool:
     """Whether a run folder's ``config.json`` (``stored``) describes the run ``current`` describes.
 
     The stored spec is read with today's options, so an option added to unetlab since the run
-    was written takes its default instead of making every existing run look changed.
+    was written takes its default instead of making every existing run look changed; the
+    execution options (compiled or not, layout) are not compared.
     """
     import json
 
@@ -163,4 +181,4 @@ def configs_match(stored: dict, current: dict) -> bool:
         stored_spec = resolve_run_spec(stored.get("spec") or {})
     except UnetlabError:
         return False
-    return json.loads(json.dumps(stored_spec)) == json.loads(json.dumps(current["spec"]))
+    return _identity(stored_spec) == _identity(current["spec"])
