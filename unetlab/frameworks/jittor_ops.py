@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import jittor_conv, jittor_runtime
-from .jittor_matmul import matmul
+from .jittor_matmul import batched_matmul
 
 jt = jittor_runtime.import_jittor()
 from jittor import nn  # noqa: E402
@@ -95,19 +95,10 @@ def attention(q, k, v, fp32_softmax: bool = False, fused: bool = True):
     products still run in float16 (Jittor cannot run a float32 product there: ``jittor_matmul``).
     """
     out_dtype = q.dtype
-    scale = q.shape[-1] ** -0.5
-
-    def weights(qi, ki_t):
-        logits = matmul(qi, ki_t)
-        if fp32_softmax:
-            logits = logits.float32()
-        return nn.softmax(logits * scale, dim=-1)
-
-    if jt.flags.use_cuda:  # batched matmuls go to cuBLAS
-        return matmul(weights(q, k.transpose(0, 1, 3, 2)), v).cast(out_dtype)
-    # On the CPU Jittor runs a batched matmul as broadcast-multiply-reduce; one 2-d (oneDNN)
-    # matmul per batch and head is about 7x faster for DDPM's 16x16 attention.
     b, h, n, d = q.shape
     q, k, v = q.reshape(b * h, n, d), k.reshape(b * h, n, d), v.reshape(b * h, n, d)
-    outs = [matmul(weights(q[i], k[i].transpose(1, 0)), v[i]) for i in range(b * h)]
-    return jt.stack(outs).reshape(b, h, n, d).cast(out_dtype)
+    logits = batched_matmul(q, k, transpose_b=True)
+    if fp32_softmax:
+        logits = logits.float32()
+    weights = nn.softmax(logits * q.shape[-1] ** -0.5, dim=-1)
+    return batched_matmul(weights, v).reshape(b, h, n, d).cast(out_dtype)
