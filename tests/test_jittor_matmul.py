@@ -15,8 +15,9 @@ from unetlab.frameworks.jittor_matmul import batched_matmul  # noqa: E402
 TOL = 1e-5  # fp32, relative to the largest value
 
 
+@pytest.mark.parametrize("itemwise", [True, False], ids=["itemwise (CPU)", "batched (GPU)"])
 @pytest.mark.parametrize("transpose_b", [False, True])
-def test_batched_matmul_matches_torch_with_gradients(transpose_b):
+def test_batched_matmul_matches_torch_with_gradients(transpose_b, itemwise):
     rng = np.random.default_rng(0)
     a = rng.standard_normal((5, 7, 4), dtype=np.float32)
     b = rng.standard_normal((5, 6, 4) if transpose_b else (5, 4, 6), dtype=np.float32)
@@ -25,7 +26,7 @@ def test_batched_matmul_matches_torch_with_gradients(transpose_b):
     ref = ta @ (tb.transpose(1, 2) if transpose_b else tb)
     (ref * torch.from_numpy(g)).sum().backward()
     ja, jb = jt.array(a), jt.array(b)
-    out = batched_matmul(ja, jb, transpose_b=transpose_b)
+    out = batched_matmul(ja, jb, transpose_b=transpose_b, itemwise=itemwise)
     da, db = jt.grad((out * jt.array(g)).sum(), [ja, jb])
     assert out.shape == [5, 7, 6]
     assert rel_err(ref.detach().numpy(), out.numpy()) < TOL

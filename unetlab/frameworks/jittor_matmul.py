@@ -49,12 +49,15 @@ class _ItemwiseMatmul(jt.Function):
         return da.cast(a.dtype), db.cast(b.dtype)
 
 
-def batched_matmul(a, b, transpose_b: bool = False):
+def batched_matmul(a, b, transpose_b: bool = False, itemwise: bool | None = None):
     """``a @ b`` (``a @ b^T`` with ``transpose_b``) for 3-d arrays (batch, n, k).
 
-    On the GPU one cuBLAS batched product; on the CPU, where Jittor would run a batched product
-    as a broadcast multiply and reduce, one oneDNN product per item.
+    On the GPU one cuBLAS batched product; on the CPU (``itemwise``, by default where there is no
+    GPU), where Jittor would run a batched product as a broadcast multiply and reduce, one oneDNN
+    product per item.
     """
-    if jt.flags.use_cuda:
+    if itemwise is None:
+        itemwise = not jt.flags.use_cuda
+    if not itemwise:
         return matmul(a, b.transpose(0, 2, 1) if transpose_b else b)
     return _ItemwiseMatmul(transpose_b)(a, b)
