@@ -121,11 +121,14 @@ export UNETLAB_QUIET=1
 # the project's GPU tests: parity with PyTorch (1e-4) and training at batch 128
 TAIL=15 stage gpu_tests 240 $PY -m pytest -q -x -p no:cacheprovider tests/test_gpu.py
 TAIL=6 stage jittor_bench 150 $PY "$STAGES" jittor_bench "$OUT/jittor_bench.json" "$JB" fp32,fp16
+# cuDNN 9 for Jittor's own convolutions: build, check, time one conv, then the ddpm bench rows
+# (into the logs: $OUT already holds 8 files)
+TAIL=12 stage cudnn9 240 $PY "$STAGES" cudnn9 "$LOGS/jittor_bench_cudnn9.json" "$JB" fp32,fp16
 TAIL=30 stage profile 80 $PY "$STAGES" profile "$JB"
+for B in 256 512; do stage "train_B$B" 90 $PY "$STAGES" train "$B" 3 || break; done
+# the gemm convolutions under compute-sanitizer (last: the illegal address is found and avoided)
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 TAIL=12 stage gemm_memcheck 90 "$SAN" --tool memcheck --print-limit 4 $PY "$STAGES" gemm_conv_memcheck 16
-TAIL=12 stage cudnn9 150 $PY "$STAGES" cudnn9
-for B in 256 512; do stage "train_B$B" 90 $PY "$STAGES" train "$B" 3 || break; done
 
 say "== waiting for the torch pipeline"
 wait $TORCH_PID

@@ -264,9 +264,10 @@ def conv_bench(modes, batches):
     return 0
 
 
-def cudnn9():
+def cudnn9(out=None, batches="", precisions="fp32,fp16"):
     """Build only Jittor's cuDNN convolution ops against the cuDNN 9 that PyTorch ships, register
-    them (Jittor's conv tuner then relays convolutions to them), and check and time them."""
+    them (Jittor's conv tuner then relays convolutions to them), and check and time them; with
+    ``out``, the ``ddpm`` bench rows at ``batches`` follow (written to ``out`` as measured)."""
     import ctypes
     import glob
 
@@ -305,6 +306,8 @@ def cudnn9():
     emit(stage="cudnn9", built_s=round(time.time() - t0, 1), ops=[o for o in dir(module.ops) if "conv" in o])
     os.environ["UNETLAB_JITTOR_CONV"] = "jittor"  # Jittor's Conv2d; its tuner now picks cuDNN
     conv_bench("jittor", "8,128")
+    if out and batches:
+        return jittor_bench(out, batches, precisions)
     return 0
 
 
@@ -409,7 +412,7 @@ if __name__ == "__main__":
               "train": lambda: train(int(args[0]), int(args[1])),
               "small_net": lambda: small_net(int(args[0])),
               "conv_bench": lambda: conv_bench(args[0], args[1]),
-              "cudnn9": lambda: cudnn9(),
+              "cudnn9": lambda: cudnn9(*args),
               "profile": lambda: profile(int(args[0])),
               "gemm_conv_memcheck": lambda: gemm_conv_memcheck(int(args[0])),
               "jittor_bench": lambda: jittor_bench(args[0], args[1], args[2]),
