@@ -52,6 +52,27 @@ def test_unset_layout_is_channels_last_on_the_cpu_and_when_compiled():
     assert not kept.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_weights_of_a_channels_last_model_are_c_ordered_and_move_to_jittor():
+    from unetlab import get_weights, set_weights
+    from tiny import PARITY_MODEL
+
+    model = build_model(dict(PARITY_MODEL), "torch", seed=0).eval()
+    forward = torch_backend.fast_forward(model, None, channels_last=True)
+    weights = get_weights(model)
+    assert all(a.flags.c_contiguous for a in weights.values())
+    jittor_model = build_model(dict(PARITY_MODEL), "jittor", seed=3)
+    jittor_model.eval()
+    set_weights(jittor_model, weights)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    t = np.array([3, 70])
+    with torch.no_grad():
+        expected = forward(torch.from_numpy(x), torch.from_numpy(t)).numpy()
+    from unetlab.frameworks.jittor_runtime import import_jittor
+
+    jt = import_jittor()
+    assert rel_err(expected, jittor_model(jt.array(x), jt.array(t)).numpy()) < 1e-5
+
+
 def test_jittor_runs_with_the_layout_unset(tmp_path):
     from unetlab.sampling import sampling_network
 

@@ -43,8 +43,13 @@ def item(x) -> float:
 
 
 def state_dict(model) -> dict:
-    """Parameters and buffers as float32 numpy arrays, by name."""
-    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    """Parameters and buffers as float32 numpy arrays, by name (C order, whatever the layout)."""
+    return {k: host_array(v) for k, v in model.state_dict().items()}
+
+
+def host_array(x) -> np.ndarray:
+    """``x`` as a C-ordered numpy array (a channels-last tensor's strides stay on the device)."""
+    return x.detach().cpu().contiguous().numpy()
 
 
 def load_state_dict(model, arrays: dict) -> None:
@@ -107,8 +112,8 @@ class Optimizer:
         for name, p in zip(self.names, self.params):
             st = self.opt.state.get(p, {})
             if st:
-                out[f"m/{name}"] = st["exp_avg"].detach().cpu().numpy()
-                out[f"v/{name}"] = st["exp_avg_sq"].detach().cpu().numpy()
+                out[f"m/{name}"] = host_array(st["exp_avg"])
+                out[f"v/{name}"] = host_array(st["exp_avg_sq"])
                 out["step"] = np.asarray(float(st["step"]))
         return out
 
