@@ -35,7 +35,10 @@ def tensor(array: np.ndarray):
 
 
 def numpy(x) -> np.ndarray:
-    return x.detach().float().cpu().numpy() if x.is_floating_point() else x.detach().cpu().numpy()
+    """``x`` on the host, C-ordered whatever its layout (a channels-last tensor's strides stay on
+    the device); floating types as float32."""
+    x = x.detach().float() if x.is_floating_point() else x.detach()
+    return x.cpu().contiguous().numpy()
 
 
 def item(x) -> float:
@@ -44,12 +47,7 @@ def item(x) -> float:
 
 def state_dict(model) -> dict:
     """Parameters and buffers as float32 numpy arrays, by name (C order, whatever the layout)."""
-    return {k: host_array(v) for k, v in model.state_dict().items()}
-
-
-def host_array(x) -> np.ndarray:
-    """``x`` as a C-ordered numpy array (a channels-last tensor's strides stay on the device)."""
-    return x.detach().cpu().contiguous().numpy()
+    return {k: numpy(v) for k, v in model.state_dict().items()}
 
 
 def load_state_dict(model, arrays: dict) -> None:
@@ -112,8 +110,8 @@ class Optimizer:
         for name, p in zip(self.names, self.params):
             st = self.opt.state.get(p, {})
             if st:
-                out[f"m/{name}"] = host_array(st["exp_avg"])
-                out[f"v/{name}"] = host_array(st["exp_avg_sq"])
+                out[f"m/{name}"] = numpy(st["exp_avg"])
+                out[f"v/{name}"] = numpy(st["exp_avg_sq"])
                 out["step"] = np.asarray(float(st["step"]))
         return out
 
@@ -155,8 +153,6 @@ def peak_memory_bytes() -> int | None:
 
 def full_timesteps(n: int, value: int):
     return torch.full((n,), int(value), dtype=torch.long, device=device())
-
-
 
 
 def channels_last_default(compile_mode: str | None) -> bool:
