@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from unetlab import UnetlabError, build_model
+from unetlab import UnetlabError, build_model, get_registry, get_weights, set_weights
 from unetlab.bench import BenchCase, file_lock, measure
 from unetlab.commands.bench import compile_modes
 from unetlab.frameworks import torch_backend
+from unetlab.frameworks.jittor_runtime import import_jittor
 from unetlab.rundir import read_jsonl
 from unetlab.spec.run import resolve_run_spec
 from unetlab.train import train_run
 
 from conftest import TINY_MODEL, tiny_digits_spec
-from tiny import rel_err
+from tiny import PARITY_MODEL, rel_err
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,9 +54,7 @@ def test_unset_layout_is_channels_last_on_the_cpu_and_when_compiled():
 
 
 def test_weights_of_a_channels_last_model_are_c_ordered_and_move_to_jittor():
-    from unetlab import get_weights, set_weights
-    from tiny import PARITY_MODEL
-
+    jt = import_jittor()
     model = build_model(dict(PARITY_MODEL), "torch", seed=0).eval()
     forward = torch_backend.fast_forward(model, None, channels_last=True)
     weights = get_weights(model)
@@ -67,13 +66,10 @@ def test_weights_of_a_channels_last_model_are_c_ordered_and_move_to_jittor():
     t = np.array([3, 70])
     with torch.no_grad():
         expected = forward(torch.from_numpy(x), torch.from_numpy(t)).numpy()
-    from unetlab.frameworks.jittor_runtime import import_jittor
-
-    jt = import_jittor()
     assert rel_err(expected, jittor_model(jt.array(x), jt.array(t)).numpy()) < 1e-5
 
 
-def test_jittor_runs_with_the_layout_unset(tmp_path):
+def test_jittor_runs_with_the_layout_unset():
     from unetlab.sampling import sampling_network
 
     jittor_model = build_model(dict(TINY_MODEL), "jittor", seed=0)
@@ -168,9 +164,6 @@ def test_sampling_options_are_checked():
 
 
 def _block_specs():
-    from unetlab import get_registry
-    from tiny import PARITY_MODEL
-
     for (slot, name) in sorted(get_registry().blocks):
         options = {"num_embeddings": 100} if (slot, name) == ("time_embedding", "learned") else {}
         yield pytest.param({**PARITY_MODEL, "blocks": {slot: {"name": name, **options}}}, id=f"{slot}/{name}")

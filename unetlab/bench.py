@@ -16,7 +16,6 @@ from .model import build_model
 from .spec.model import resolve_model_spec
 
 
-
 @dataclass
 class BenchCase:
     framework: str

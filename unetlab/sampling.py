@@ -42,7 +42,7 @@ class _SamplingNetwork:
     returning float32."""
 
     def __init__(self, model, forward, precision: str):
-        self.framework, self.forward, self.precision = model.framework, forward, precision
+        self.forward, self.precision = forward, precision
         self.backend, self.ops = backend_for(model.framework), ops_for(model.framework)
 
     def __call__(self, x, t):

@@ -79,7 +79,6 @@ def constant(array: np.ndarray, like=None):
     return jt.array(np.asarray(array, dtype=np.float32))
 
 
-
 def zero_module(module):
     """Zero every parameter of ``module`` (initialisers keep zero parameters at zero)."""
     for p in module.parameters():

@@ -68,7 +68,6 @@ def constant(array: np.ndarray, like):
     return torch.as_tensor(np.asarray(array, dtype=np.float32), device=like.device)
 
 
-
 def zero_module(module):
     """Zero every parameter of ``module`` (initialisers keep zero parameters at zero)."""
     with torch.no_grad():

@@ -6,6 +6,7 @@ default filled in -- the resolved config recorded in each run folder.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 from ..errors import UnetlabError
@@ -157,8 +158,6 @@ EXECUTION_OPTIONS = ("compile", "compile_mode", "channels_last")
 
 def _identity(spec: dict) -> dict:
     """``spec`` without its execution options, as plain JSON values."""
-    import json
-
     spec = json.loads(json.dumps(spec))
     for section in ("train", "sample"):
         for key in EXECUTION_OPTIONS:
@@ -173,8 +172,6 @@ def configs_match(stored: dict, current: dict) -> bool:
     was written takes its default instead of making every existing run look changed; the
     execution options (compiled or not, layout) are not compared.
     """
-    import json
-
     if not isinstance(stored, dict) or stored.get("run") != json.loads(json.dumps(current.get("run"))):
         return False
     try:
