@@ -16,8 +16,9 @@ def gn(c):
 
 
 class Res(nn.Module):
-    def __init__(self, cin, cout, temb=512):
+    def __init__(self, cin, cout, temb=512, dropout=0.1):
         super().__init__()
+        self.dropout = nn.Dropout(dropout)
         self.norm1, self.conv1 = gn(cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.temb_proj = nn.Linear(temb, cout)
         self.norm2, self.conv2 = gn(cout), nn.Conv2d(cout, cout, 3, padding=1)
@@ -26,7 +27,7 @@ class Res(nn.Module):
 
     def forward(self, x, temb):
         h = self.conv1(F.silu(self.norm1(x))) + self.temb_proj(F.silu(temb))[:, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + h
 
 
@@ -47,7 +48,9 @@ class Attn(nn.Module):
 
 
 class Reference(nn.Module):
-    def __init__(self, ch=128, mult=(1, 2, 2, 2)):
+    """The DDPM CIFAR-10 network; ``dropout`` 0.1 as in the paper (0 for a net without it)."""
+
+    def __init__(self, ch=128, mult=(1, 2, 2, 2), dropout=0.1):
         super().__init__()
         self.ch = ch
         self.temb = nn.Module()
@@ -59,7 +62,7 @@ class Reference(nn.Module):
             d = nn.Module()
             d.block, d.attn = nn.ModuleList(), nn.ModuleList()
             for _ in range(2):
-                d.block.append(Res(cur, ch * m))
+                d.block.append(Res(cur, ch * m, dropout=dropout))
                 cur = ch * m
                 if res == 16:
                     d.attn.append(Attn(cur))
@@ -71,13 +74,13 @@ class Reference(nn.Module):
                 res //= 2
             self.down.append(d)
         self.mid = nn.Module()
-        self.mid.block_1, self.mid.attn_1, self.mid.block_2 = Res(cur, cur), Attn(cur), Res(cur, cur)
+        self.mid.block_1, self.mid.attn_1, self.mid.block_2 = Res(cur, cur, dropout=dropout), Attn(cur), Res(cur, cur, dropout=dropout)
         ups = {}
         for i in reversed(range(len(mult))):
             u = nn.Module()
             u.block, u.attn = nn.ModuleList(), nn.ModuleList()
             for _ in range(3):
-                u.block.append(Res(cur + widths.pop(), ch * mult[i]))
+                u.block.append(Res(cur + widths.pop(), ch * mult[i], dropout=dropout))
                 cur = ch * mult[i]
                 if res == 16:
                     u.attn.append(Attn(cur))

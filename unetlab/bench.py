@@ -1,5 +1,6 @@
-"""Side-by-side speed and memory of a spec: training and sampling throughput, peak memory and
-achieved TFLOP/s, across frameworks, precisions, batch sizes and torch.compile, in one process."""
+"""Side-by-side speed and memory of a spec: training and sampling throughput, memory (peak
+allocated by live tensors, and held by the allocator) and achieved TFLOP/s, across frameworks,
+precisions, batch sizes and torch.compile, in one process."""
 from __future__ import annotations
 
 import contextlib
@@ -96,7 +97,7 @@ def measure(spec, case: BenchCase, steps: int = 5, warmup: int = 2, seed: int = 
     _time(train_step, max(warmup - 1, 0), b.synchronize)
     with exclusive():
         train_s = min(_time(train_step, steps, b.synchronize) for _ in range(repeats))
-    peak = b.peak_memory_bytes()
+    peak, held = b.peak_memory_bytes(), b.held_memory_bytes()
     b.set_train(model, False)
     first_sample = _time(sample_step, 1, b.synchronize)
     _time(sample_step, max(warmup - 1, 0), b.synchronize)
@@ -112,6 +113,7 @@ def measure(spec, case: BenchCase, steps: int = 5, warmup: int = 2, seed: int = 
         "sample_img_s": round(steps * case.batch_size / sample_s, 1),
         "train_tflop_s": round(train_img_s * 3 * gflops / 1e3, 2),
         "peak_gib": round(peak / 2 ** 30, 2) if peak is not None else None,
+        "held_gib": round(held / 2 ** 30, 2) if held is not None else None,
     }
 
 

@@ -81,7 +81,7 @@ def load_table(root: Path, filters: list[str] = (), sort: str | None = None, gro
 BENCH_COLUMNS = {"net": "net", "framework": "framework", "precision": "precision", "batch": "batch",
                  "compile": "compile", "channels_last": "channels last", "device": "device",
                  "train_img_s": "train img/s", "sample_img_s": "sample img/s", "train_tflop_s": "train TFLOP/s",
-                 "peak_gib": "peak GiB", "first_step_s": "first step s", "run": "run", "error": "error"}
+                 "peak_gib": "peak GiB", "held_gib": "held GiB", "first_step_s": "first step s", "run": "run", "error": "error"}
 
 
 def load_bench_table(path: Path, filters: list[str] = ()) -> pd.DataFrame:

@@ -1,13 +1,14 @@
 #!/bin/bash
-# unetlab on one CUDA GPU in one run of about 9 minutes: PyTorch throughput beside the reference
-# network (issue: performance) and Jittor on a CUDA 13 toolkit (correctness, the illegal-address
-# hunt, convolution paths, cuDNN 9, throughput).  Two pipelines run side by side:
-#   torch   benchmarks/ddpm_throughput.py: bf16 at batch 128 (eager, compiled, CUDA graphs; then with
-#           cuDNN's algorithm search and weight freezing), fp32 at 128 (beside Jittor's fp32), bf16
-#           at 512, max-autotune with what time is left; fastest of 3 timed runs
-#   jittor  install -> import (core build) -> tests/test_gpu.py (parity, training at 128) ->
-#           bench (fp32, fp16) -> profile -> gemm convolutions under compute-sanitizer ->
-#           cuDNN 9 convolutions -> training at 256 and 512
+# unetlab on one CUDA GPU in one run of about 9 minutes: a like-for-like PyTorch table beside the
+# reference network, and Jittor on a CUDA 13 toolkit (cuDNN 9, speed, memory, correctness, the
+# out-of-bounds convolution gradient).  Two pipelines run side by side:
+#   torch   warm inductor's cache -> benchmarks/ddpm_throughput.py at batch 128 and 512, both nets
+#           in every mode (eager fp32/TF32/bf16, compiled, CUDA graphs + channels-last), fastest
+#           of 3 -> profiles (eager, CUDA graphs) -> DDIM-100 wall time -> cuDNN autotuning ->
+#           memory and the largest batch
+#   jittor  install -> import (core build) -> cuDNN 9 convolutions + bench -> gemm bench (fp32,
+#           fp16) -> profile -> memory and the largest batch -> tests/test_gpu.py -> the
+#           out-of-bounds reproducer and the gemm path under compute-sanitizer
 # Timed parts on either side hold $LOCK (flock), so no two timings overlap; untimed work (compiling,
 # correctness checks) runs freely, and can only slow a timed run, hence the fastest of 3.
 # Logs go to $WORK/logs (packed into $OUT/logs.tgz at the end); $OUT gets summary.txt, the
@@ -95,21 +96,44 @@ STAGES="$REPO/benchmarks/gpu/gpu_stages.py"
 #   TORCH_CASES=unetlab:off,reference:off CHECK_WHEELS=none bash benchmarks/gpu/gpu_check.sh
 read -r TB1 TB2 <<< "${TORCH_BATCHES:-128 512}"
 JB=${JT_BATCH:-128}
-THROUGHPUT=("$PY" "$REPO/benchmarks/ddpm_throughput.py" --precision "${TORCH_PRECISION:-bf16}" --lock "$CHECK_LOCK" --steps 10 --warmup 3 --repeats 3)
+THROUGHPUT=("$PY" "$REPO/benchmarks/ddpm_throughput.py" --precision "${TORCH_PRECISION:-bf16}" --lock "$CHECK_LOCK" --steps "${TORCH_STEPS:-8}" --warmup 3 --repeats 3)
 
 # --- torch pipeline (background) ---------------------------------------------------------------
+# Like for like: the reference network (the DDPM network with its dropout) and unetlab's ddpm
+# preset in every mode: eager fp32 (TF32 off), TF32 and bf16; compiled (default); compiled with
+# CUDA graphs + channels-last; at batch $TB1 and $TB2.  Compilation is slow (about a minute a
+# case, cold), so an untimed stage first fills inductor's cache with every compiled case at once.
+COMPILED="reference:default unetlab:default reference:reduce-overhead:cl unetlab:reduce-overhead:cl"
+LIKE="${TORCH_CASES:-reference:off,unetlab:off,reference:reduce-overhead:cl,unetlab:reduce-overhead:cl,reference:default,unetlab:default,reference:off:tf32,unetlab:off:tf32,reference:off:fp32,unetlab:off:fp32}"
+warm() {
+  local pids=() b c
+  for b in $TB1 $TB2; do for c in $COMPILED; do
+    UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --steps 1 --warmup 1 --repeats 1 --batch-sizes "$b" --cases "$c" > "$LOGS/warm_${b}_${c//:/_}.log" 2>&1 &
+    pids+=($!)
+  done; done
+  wait "${pids[@]}"
+  grep -h '"error"' "$LOGS"/warm_*.log | cut -c1-300
+  return 0
+}
+export -f warm
+export COMPILED TB1 TB2 LOGS
 (
-  TAIL=10 stage torch_b$TB1 220 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --batch-sizes "$TB1" --out "$OUT/throughput_b$TB1" \
-    --cases "${TORCH_CASES:-unetlab:reduce-overhead:cl,reference:off,reference:default,unetlab:off}"
-  # cuDNN's per-shape algorithm search, and inductor's weight freezing for the no-grad (sampling) graph
+  if [ "${TORCH_WARM:-1}" = 1 ]; then TAIL=4 stage torch_warm 200 bash -c 'THROUGHPUT=("${@}"); warm' _ "${THROUGHPUT[@]}"; fi
+  TAIL=14 stage torch_b$TB1 260 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --batch-sizes "$TB1" --out "$OUT/throughput_b$TB1" --cases "$LIKE" &
+  TAIL=14 stage torch_b$TB2 260 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --batch-sizes "$TB2" --out "$OUT/throughput_b$TB2" --cases "$LIKE" &
+  wait
+  # where the time goes: eager bf16 at $TB1 (the eager gap), CUDA graphs at $TB2 (the 8,000 img/s target)
+  TAIL=12 stage torch_profile_eager 60 env UNETLAB_QUIET=1 $PY "$STAGES" torch_profile unetlab bf16 off "$TB1"
+  TAIL=6 stage torch_profile_eager_ref 60 env UNETLAB_QUIET=1 $PY "$STAGES" torch_profile reference bf16 off "$TB1"
+  TAIL=12 stage torch_profile_graphs 90 env UNETLAB_QUIET=1 $PY "$STAGES" torch_profile unetlab bf16 reduce-overhead "$TB2"
+  # what a user waits for: DDIM-100 samples for FID (compiled, CUDA graphs, bf16), 50k extrapolated
+  TAIL=3 stage ddim_wall 90 env UNETLAB_QUIET=1 $PY "$STAGES" ddim_wall "${DDIM_SAMPLES:-4096}" "${DDIM_BATCH:-1024}" 100
+  # cuDNN's per-shape algorithm search with CUDA graphs, both batches
   TAIL=6 stage torch_tuned 120 env UNETLAB_QUIET=1 TORCHINDUCTOR_FREEZING=1 "${THROUGHPUT[@]}" --cudnn-benchmark \
-    --batch-sizes "$TB1" --out "$OUT/throughput_tuned" --cases "${TORCH_CASES:-unetlab:reduce-overhead:cl}"
-  TAIL=6 stage torch_fp32 60 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --precision fp32 --batch-sizes "$TB1" \
-    --out "$OUT/throughput_fp32" --cases unetlab:off,reference:off
-  TAIL=6 stage torch_b$TB2 150 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --batch-sizes "$TB2" --out "$OUT/throughput_b$TB2" \
-    --cases "${TORCH_CASES:-unetlab:reduce-overhead:cl,reference:off}"
-  TAIL=6 stage torch_autotune 300 env UNETLAB_QUIET=1 "${THROUGHPUT[@]}" --batch-sizes "$TB1" \
-    --out "$OUT/throughput_autotune" --cases "${TORCH_CASES:-unetlab:max-autotune:cl}"
+    --batch-sizes "$TB1,$TB2" --out "$OUT/throughput_tuned" --cases "${TORCH_CASES:-unetlab:reduce-overhead:cl}"
+  # memory, measured the same way as Jittor's (eager fp32, batch $JB), and the largest batch that trains
+  TAIL=2 stage torch_memory 60 env UNETLAB_QUIET=1 $PY "$STAGES" train_step torch fp32 "$JB"
+  for B in ${TORCH_LARGEST:-2048 4096 8192}; do TAIL=2 stage "torch_largest_B$B" 60 env UNETLAB_QUIET=1 $PY "$STAGES" train_step torch fp32 "$B" || break; done
 ) &
 TORCH_PID=$!
 
@@ -118,17 +142,21 @@ say "== jittor"
 stage import 300 $PY "$STAGES" import
 grep -q "jit_utils updated" "$LOGS/import.log" && stage import2 200 $PY "$STAGES" import
 export UNETLAB_QUIET=1
+# cuDNN 9 for Jittor's own convolutions: build, check, time one conv, then the ddpm bench rows
+TAIL=12 stage cudnn9 240 $PY "$STAGES" cudnn9 "$OUT/jittor_bench_cudnn9.json" "$JB" fp32,fp16
+# unetlab's gemm convolutions (no cuDNN): fp32 and fp16 bench rows
+TAIL=6 stage jittor_bench 150 $PY "$STAGES" jittor_bench "$OUT/jittor_bench.json" "$JB" fp32,fp16
+TAIL=30 stage profile 80 $PY "$STAGES" profile "$JB"
+# memory as PyTorch's is measured (peak of live arrays, held), and the largest batch that trains
+TAIL=2 stage jittor_memory 90 $PY "$STAGES" train_step jittor fp32 "$JB"
+for B in ${JT_LARGEST:-256 512 1024}; do TAIL=2 stage "jittor_largest_B$B" 90 $PY "$STAGES" train_step jittor fp32 "$B" || break; done
 # the project's GPU tests: parity with PyTorch (1e-4) and training at batch 128
 TAIL=15 stage gpu_tests 240 $PY -m pytest -q -x -p no:cacheprovider tests/test_gpu.py
-TAIL=6 stage jittor_bench 150 $PY "$STAGES" jittor_bench "$OUT/jittor_bench.json" "$JB" fp32,fp16
-# cuDNN 9 for Jittor's own convolutions: build, check, time one conv, then the ddpm bench rows
-# (into the logs: $OUT already holds 8 files)
-TAIL=12 stage cudnn9 240 $PY "$STAGES" cudnn9 "$LOGS/jittor_bench_cudnn9.json" "$JB" fp32,fp16
-TAIL=30 stage profile 80 $PY "$STAGES" profile "$JB"
-for B in 256 512; do stage "train_B$B" 90 $PY "$STAGES" train "$B" 3 || break; done
-# the gemm convolutions under compute-sanitizer (last: the illegal address is found and avoided)
+# the upstream report's reproducer (Jittor's own convolution, no cuDNN) under compute-sanitizer
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-TAIL=12 stage gemm_memcheck 90 "$SAN" --tool memcheck --print-limit 4 $PY "$STAGES" gemm_conv_memcheck 16
+$SAN --version > "$LOGS/sanitizer_version.log" 2>&1
+TAIL=20 stage conv_oob_memcheck 90 env REPRO_PREPARE=unetlab "$SAN" --tool memcheck --print-limit 6 $PY "$REPO/benchmarks/gpu/jittor_conv_oob/repro.py"
+TAIL=8 stage gemm_memcheck 60 "$SAN" --tool memcheck --print-limit 4 $PY "$STAGES" gemm_conv_memcheck 16
 
 say "== waiting for the torch pipeline"
 wait $TORCH_PID

@@ -386,6 +386,171 @@ def gemm_conv_memcheck(size):
     return 0
 
 
+def _ddpm_torch(net, precision):
+    """The ``ddpm`` preset (unetlab) or the independent reference network, on the GPU."""
+    from unetlab import build_model
+    from unetlab.frameworks import torch_backend as b
+
+    if net == "reference":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+        from reference_ddpm import Reference
+
+        return b.prepare_model(Reference())
+    return build_model("ddpm", "torch", seed=0)
+
+
+def torch_profile(net, precision, compile_mode, size, top=20):
+    """Where a PyTorch training step's time goes: CUDA kernel time by name over 3 steps (after
+    warm-up), beside the step's wall time; ``compile_mode`` off or a torch.compile mode
+    (channels-last when compiled, as the fastest measured mode)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from unetlab.frameworks import torch_backend as b
+
+    model = _ddpm_torch(net, precision)
+    b.set_train(model, True)
+    mode = None if compile_mode == "off" else compile_mode
+    forward = b.fast_forward(model, mode, mode is not None)
+    opt = b.Optimizer(model, "adam", 2e-4, grad_clip=1.0)
+    x, t, target = (b.tensor(a) for a in batch(spec(), size))
+
+    def step():
+        with b.autocast(precision):
+            out = forward(x, t)
+        opt.step(((out.float() - target) ** 2).mean())
+
+    for _ in range(4):
+        step()
+    torch.cuda.synchronize()
+    with exclusive():
+        t0 = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                step()
+            torch.cuda.synchronize()
+        wall = (time.perf_counter() - t0) / 3
+    events = [e for e in prof.key_averages() if e.device_type.name == "CUDA" or getattr(e, "self_device_time_total", 0)]
+    kernel_us = sum(getattr(e, "self_device_time_total", 0) for e in events) / 3
+    emit(stage="torch_profile", net=net, precision=precision, compile=compile_mode, batch=size,
+         step_s=round(wall, 4), kernel_s_per_step=round(kernel_us / 1e6, 4), kernels=len(events))
+    buckets = {}
+    for e in events:
+        key = _kernel_kind(e.key)
+        buckets[key] = buckets.get(key, 0) + getattr(e, "self_device_time_total", 0) / 3
+    emit(stage="torch_profile", net=net, by_kind_ms={k: round(v / 1e3, 2) for k, v in
+                                                   sorted(buckets.items(), key=lambda kv: -kv[1])})
+    for e in sorted(events, key=lambda e: -getattr(e, "self_device_time_total", 0))[:top]:
+        emit(stage="torch_profile", net=net, ms_per_step=round(e.self_device_time_total / 3 / 1e3, 3),
+             count=e.count // 3, name=e.key[:140])
+    return 0
+
+
+def _kernel_kind(name):
+    """A coarse class of a CUDA kernel by its name (convolution, GEMM, norm, elementwise, ...)."""
+    low = name.lower()
+    for kind, marks in (("conv", ("conv", "implicit", "dgrad", "wgrad", "fprop", "sm90_xmma", "cudnn")),
+                        ("attention", ("flash", "fmha", "attention", "efficient")),
+                        ("gemm", ("gemm", "cutlass", "matmul", "sm90", "ampere")),
+                        ("norm", ("group_norm", "groupnorm", "batch_norm", "layer_norm", "welford")),
+                        ("optimizer", ("adam", "foreach", "multi_tensor", "norm_kernel", "lerp")),
+                        ("triton", ("triton",)),
+                        ("copy/layout", ("copy", "transpose", "nchwtonhwc", "nhwctonchw", "cat"))):
+        if any(m in low for m in marks):
+            return kind
+    return "elementwise/other"
+
+
+def ddim_wall(n, size, steps):
+    """Wall time of DDIM sampling as ``unetlab sample``/``fid`` run it (compiled with CUDA graphs,
+    channels-last, bf16): one batch to compile, then ``n`` samples timed; the 50,000-sample time
+    for FID is extrapolated from the measured rate, compilation counted once."""
+    from unetlab import build_model
+    from unetlab.sampling import generate
+    from unetlab.spec import resolve_run_spec
+
+    run = resolve_run_spec({"model": {"preset": "ddpm"},
+                            "sample": {"sampler": "ddim", "steps": steps, "eta": 0.0, "skip": "quadratic",
+                                       "batch_size": size, "precision": "bf16", "compile": True,
+                                       "compile_mode": "reduce-overhead", "channels_last": True}})
+    model = build_model(run["model"], "torch", seed=0)
+    t0 = time.perf_counter()
+    generate(model, run, size, seed=1, batch_size=size)  # compiles
+    first = time.perf_counter() - t0
+    with exclusive():
+        t0 = time.perf_counter()
+        images, timing = generate(model, run, n, seed=2, batch_size=size)
+        wall = time.perf_counter() - t0
+    per_image = wall / n
+    emit(stage="ddim_wall", steps=steps, batch=size, samples=n, first_batch_s=round(first, 1),
+         wall_s=round(wall, 2), images_per_s=round(n / wall, 1), nfe_img_s=round(timing["sample_img_s"], 1),
+         est_50k_s=round(first + 50000 * per_image, 1), finite=bool(np.isfinite(images).all()))
+    return 0
+
+
+def train_step(framework, precision, size, steps=2):
+    """``steps`` training steps of ``ddpm`` at batch ``size`` (eager); memory as each framework
+    reports it: PyTorch's peak allocated and held (reserved), Jittor's peak of live arrays (its
+    memory profiler, in the last step) and, for both, what NVML says the process holds."""
+    from unetlab import build_model
+    from unetlab.frameworks import backend_for
+
+    b = backend_for(framework)
+    model = _ddpm_torch("unetlab", precision) if framework == "torch" else build_model("ddpm", "jittor", seed=0)
+    b.set_train(model, True)
+    opt = b.Optimizer(model, "adam", 2e-4, grad_clip=1.0)
+    x, t, target = (b.tensor(a) for a in batch(spec(), size))
+    b.reset_peak_memory()
+    times, losses = [], []
+    jt = getattr(b, "jt", None)
+    for i in range(steps):
+        profiled = jt is not None and i == steps - 1
+        if profiled:
+            jt.flags.profile_memory_enable = 1
+        t0 = time.perf_counter()
+        with b.autocast(precision):
+            out = model(x, t)
+        loss = ((out.float() if framework == "torch" else out.float32()) - target) ** 2
+        opt.step(loss.mean())
+        losses.append(b.item(loss.mean()))
+        b.synchronize()
+        times.append(time.perf_counter() - t0)
+    peak = b.peak_memory_bytes()
+    if jt is not None:
+        info = jt.get_max_memory_info()
+        jt.flags.profile_memory_enable = 0
+        peak = _jittor_max_var_bytes(info)
+    held = _nvml_process_bytes()
+    gib = lambda v: None if v is None else round(v / 2 ** 30, 2)  # noqa: E731
+    ok = bool(np.isfinite(losses).all())
+    emit(stage="train_step", framework=framework, precision=precision, batch=size, ok=ok,
+         step_s=round(min(times[1:] or times), 3), peak_alloc_gib=gib(peak),
+         held_gib=gib(b.held_memory_bytes()), nvml_gib=gib(held), loss=losses[-1])
+    return 0 if ok else 1
+
+
+def _jittor_max_var_bytes(info):
+    """Jittor's ``get_max_memory_info()`` string starts with the peak bytes of live arrays."""
+    import re
+
+    match = re.match(r"\d+", str(info))
+    return int(match.group()) if match else None
+
+
+def _nvml_process_bytes():
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == os.getpid():
+                return int(proc.usedGpuMemory)
+    except Exception:  # noqa: BLE001
+        return None
+    return None
+
+
 def merge_bench(out_md, *parts):
     from tabulate import tabulate
 
@@ -416,7 +581,10 @@ if __name__ == "__main__":
               "profile": lambda: profile(int(args[0])),
               "gemm_conv_memcheck": lambda: gemm_conv_memcheck(int(args[0])),
               "jittor_bench": lambda: jittor_bench(args[0], args[1], args[2]),
-              "merge_bench": lambda: merge_bench(*args)}[name]()
+              "merge_bench": lambda: merge_bench(*args),
+              "torch_profile": lambda: torch_profile(args[0], args[1], args[2], int(args[3])),
+              "ddim_wall": lambda: ddim_wall(int(args[0]), int(args[1]), int(args[2])),
+              "train_step": lambda: train_step(args[0], args[1], int(args[2]))}[name]()
     except Exception as exc:  # the traceback goes to the log; the JSON line to the summary
         import traceback
 

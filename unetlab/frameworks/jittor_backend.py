@@ -142,9 +142,14 @@ def reset_peak_memory() -> None:
 
 
 def peak_memory_bytes() -> int | None:
-    """GPU memory this process holds, from NVML (Jittor keeps no peak; its caching allocator
-    holds on to what it once used, so this reads close to the peak).  None on the CPU or
-    without NVML."""
+    """Peak bytes held by live arrays: not tracked by Jittor outside its (slow) memory profiler,
+    so None; see :func:`held_memory_bytes` for what the process holds."""
+    return None
+
+
+def held_memory_bytes() -> int | None:
+    """GPU memory this process holds, from NVML (Jittor's caching allocator keeps what it once
+    used, so this is at least the peak).  None on the CPU or without NVML."""
     if not jt.flags.use_cuda:
         return None
     try:

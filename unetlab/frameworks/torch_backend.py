@@ -151,6 +151,13 @@ def peak_memory_bytes() -> int | None:
     return None
 
 
+def held_memory_bytes() -> int | None:
+    """Peak device memory held by PyTorch's caching allocator (reserved; None on the CPU)."""
+    if torch.cuda.is_available():
+        return int(torch.cuda.max_memory_reserved())
+    return None
+
+
 def full_timesteps(n: int, value: int):
     return torch.full((n,), int(value), dtype=torch.long, device=device())
 
