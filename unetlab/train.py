@@ -17,6 +17,7 @@ from . import rundir
 from .data import Batches, DeviceBatches, load_dataset
 from .diffusion import make_schedule, sample_timesteps, training_loss
 from .errors import UnetlabError
+from .evaluator import PeriodicEvaluator
 from .frameworks import backend_for, check_run_section, ops_for
 from .model import build_model
 from .spec import budget_steps, resolve_run_spec
@@ -73,6 +74,7 @@ class Trainer:
         self.opt = self.backend.Optimizer(self.model, self.train["optimizer"], self.train["lr"],
                                           self.train["betas"], self.train["adam_eps"], self.train["weight_decay"],
                                           self.train["grad_clip"])
+        self.evaluator = PeriodicEvaluator(self.spec, self.images)
         self.step = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
         self._resume()
@@ -182,6 +184,9 @@ class Trainer:
                 bar.update(n)
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 pending, last_log = [], now
+            if self.evaluator.due(self.step):  # FID during training, off the training clock
+                paused = self.evaluator.run(self, self.elapsed_before + time.perf_counter() - started)
+                started, last_log = started + paused, last_log + paused
             if self.step % train["checkpoint_every"] == 0 or done:
                 self.save_checkpoint()
             if steps_this_call == stop_after:
@@ -220,7 +225,8 @@ def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
     """Loss and speed figures from a run's metrics records."""
     records = rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
     smooth = smoothed_losses(records)
-    speeds = [r["img_s"] for r in records[1:]] or [r["img_s"] for r in records]
+    timed = [r for r in records if r.get("img_s") is not None]  # not the score records
+    speeds = [r["img_s"] for r in timed[1:]] or [r["img_s"] for r in timed]
     mems = [r["peak_mem"] for r in records if r.get("peak_mem") is not None]
     return {
         "framework": framework,

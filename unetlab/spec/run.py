@@ -86,6 +86,8 @@ SAMPLE = OptionSet((
 
 EVAL = OptionSet((
     Option("fid_samples", int, 0, "images generated for FID (0: no FID)"),
+    Option("every", int, None, "also score the EMA weights every N training steps (FID during training, "
+           "with fid_samples images; null: only at the end)", nullable=True),
     Option("fid_mode", str, "clean", "clean-fid mode", choices=("clean", "legacy_tensorflow", "legacy_pytorch")),
     Option("reference", str, "cifar10-train", "reference statistics: cifar10-train (Inception FID) or "
            "dataset (a small-feature Frechet distance against the training images; not FID)",
@@ -134,6 +136,10 @@ def _check_consistency(spec: dict, prefix: str) -> None:
         if part["compile_mode"] != "default" and not part["compile"]:
             raise UnetlabError(f"{prefix}{section}.compile_mode: {part['compile_mode']!r} needs "
                                f"{section}.compile: true")
+    every = spec["eval"]["every"]
+    if every is not None and (every <= 0 or spec["eval"]["fid_samples"] < 2):
+        raise UnetlabError(f"{prefix}eval.every: needs a positive N and eval.fid_samples of at least 2 "
+                           f"(got every={every}, fid_samples={spec['eval']['fid_samples']})")
     if diffusion["T"] < 2:
         raise UnetlabError(f"{prefix}diffusion.T: must be at least 2, got {diffusion['T']}")
     if not 0 < sample["steps"] <= diffusion["T"]:
