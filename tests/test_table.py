@@ -93,7 +93,7 @@ def test_table_command_prints_and_plots(runs, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "partial 10/20" in out and f"plots: {plots}" in out
     pngs = sorted(p.name for p in plots.iterdir())
-    assert pngs == ["abl-loss-steps.png", "abl-loss-time.png"]
+    assert pngs == ["abl-frameworks.png", "abl-loss-steps.png", "abl-loss-time.png"]
     assert all((plots / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert main(["table", str(runs), "--format", "csv", "--group", "--no-plots"]) == 0
     assert capsys.readouterr().out.startswith("ablation,variant,grid,framework,seeds,")

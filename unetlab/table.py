@@ -16,10 +16,10 @@ from .errors import UnetlabError
 
 ID_COLUMNS = ["ablation", "variant", "grid", "framework", "seed"]
 NUMBER_COLUMNS = ["params", "GFLOPs", "steps", "final loss", "best loss", "train img/s", "sample img/s",
-                  "peak mem MiB", "FID"]
+                  "peak mem MiB", "FID", "best score", "first step s"]
 COLUMNS = ID_COLUMNS + NUMBER_COLUMNS + ["FID protocol", "status"]
 _DIGITS = {"params": 0, "GFLOPs": 3, "steps": 0, "final loss": 4, "best loss": 4, "train img/s": 1,
-           "sample img/s": 1, "peak mem MiB": 0, "FID": 3}
+           "sample img/s": 1, "peak mem MiB": 0, "FID": 3, "best score": 3, "first step s": 1}
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -63,7 +63,15 @@ def run_row(run_dir: Path) -> dict:
         "train img/s": figures["train_img_s"], "sample img/s": summary.get("sample_img_s"),
         "peak mem MiB": mem / 2**20 if mem else None, "FID": fid.get("value"),
         "FID protocol": protocol(fid) if fid else "", "status": status, "path": str(run_dir),
+        "best score": _best_score(records, fid),
+        "first step s": summary.get("first_step_s"),  # compilation included; off the time axis
     }
+
+
+def _best_score(records: list[dict], fid: dict):
+    """The lowest score of a run scored during training (eval.every), the final one included."""
+    scores = [r["fid"] for r in records if r.get("fid") is not None]
+    return min(scores + ([fid["value"]] if fid.get("value") is not None else [])) if scores else None
 
 
 def load_table(root: Path, filters: list[str] = (), sort: str | None = None, group: bool = False) -> pd.DataFrame:

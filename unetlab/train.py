@@ -15,8 +15,9 @@ import numpy as np
 
 from . import rundir
 from .data import Batches, DeviceBatches, load_dataset
-from .diffusion import make_schedule, noisy_inputs, sample_timesteps
+from .diffusion import make_schedule, sample_timesteps, training_loss
 from .errors import UnetlabError
+from .evaluator import PeriodicEvaluator
 from .frameworks import backend_for, check_run_section, ops_for
 from .model import build_model
 from .spec import budget_steps, resolve_run_spec
@@ -64,18 +65,16 @@ class Trainer:
         self.device_batches = (DeviceBatches(self.batches, self.backend, self.ops)
                                if self.train["noise"] == "device" else None)
         self.total_steps = budget_steps(self.train, len(self.images))
-        schedule = make_schedule(self.spec["diffusion"])
-        abar = schedule.alphas_cumprod
-        self.sqrt_ab = np.sqrt(abar).astype(np.float32)
-        self.sqrt_1m_ab = np.sqrt(1.0 - abar).astype(np.float32)
+        self.betas = make_schedule(self.spec["diffusion"]).betas
         self.model = build_model(m, framework, seed=self.seed)
         self.ema = build_model(m, framework, seed=self.seed)
         self.backend.set_train(self.ema, False)
         self.forward = self.backend.fast_forward(
             self.model, self.train["compile_mode"] if self.train["compile"] else None, self.train["channels_last"])
         self.opt = self.backend.Optimizer(self.model, self.train["optimizer"], self.train["lr"],
-                                          self.train["betas"], 1e-8, self.train["weight_decay"],
+                                          self.train["betas"], self.train["adam_eps"], self.train["weight_decay"],
                                           self.train["grad_clip"])
+        self.evaluator = PeriodicEvaluator(self.spec, self.images)
         self.step = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
         self._resume()
@@ -113,32 +112,32 @@ class Trainer:
         rundir.save_arrays(self.run_dir / rundir.LAST, arrays)
 
     # -- one step ---------------------------------------------------------------------------
-    def _inputs(self, step: int):
+    def _batch(self, step: int):
+        """(x0, t, noise) of step ``step``: images and noise as tensors, timesteps on the host."""
         b = self.backend
         rng = np.random.default_rng([self.seed, 4, step])
         t = sample_timesteps(rng, self.train["batch_size"], self.spec["diffusion"]["T"],
                              self.spec["diffusion"]["timestep_sampling"])
-        sa, s1 = self.sqrt_ab[t].reshape(-1, 1, 1, 1), self.sqrt_1m_ab[t].reshape(-1, 1, 1, 1)
-        prediction = self.spec["diffusion"]["prediction"]
         if self.device_batches is None:
             x0 = self.batches(step)
             noise = rng.standard_normal(x0.shape, dtype=np.float32)
-            x_t, target = noisy_inputs(x0, noise, sa, s1, prediction)
-            return b.tensor(x_t), b.tensor(t), b.tensor(target)
+            return b.tensor(x0), t, b.tensor(noise)
         x0 = self.device_batches(step)
-        x_t, target = noisy_inputs(x0, b.randn_like(x0), b.tensor(sa), b.tensor(s1), prediction)
-        return x_t, b.tensor(t), target
+        return x0, t, b.randn_like(x0)
+
+    def _network(self, x_t, t):
+        with self.backend.autocast(self.train["precision"]):
+            return self.forward(x_t, t)
 
     def train_step(self):
         """One optimizer step; returns (loss tensor, grad-norm tensor)."""
-        b = self.backend
+        b, diffusion = self.backend, self.spec["diffusion"]
         b.seed(self.seed * 1_000_003 + self.step)
-        x_t, t, target = self._inputs(self.step)
+        x0, t, noise = self._batch(self.step)
         lr = _lr_at(self.train, self.step)
         self.opt.set_lr(lr)
-        with b.autocast(self.train["precision"]):
-            out = self.forward(x_t, t)
-        loss = ((self.ops.as_float(out) - target) ** 2).mean()
+        loss = training_loss(self._network, x0, t, noise, betas=self.betas, loss=diffusion["loss"],
+                             prediction=diffusion["prediction"])
         grad_norm = self.opt.step(loss)
         decay = self.train["ema_decay"] if self.step >= self.train["ema_start"] else 0.0
         b.ema_update(self.ema, self.model, decay)
@@ -185,6 +184,9 @@ class Trainer:
                 bar.update(n)
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 pending, last_log = [], now
+            if self.evaluator.due(self.step):  # FID during training, off the training clock
+                paused = self.evaluator.run(self, self.elapsed_before + time.perf_counter() - started)
+                started, last_log = started + paused, last_log + paused
             if self.step % train["checkpoint_every"] == 0 or done:
                 self.save_checkpoint()
             if steps_this_call == stop_after:
@@ -223,7 +225,8 @@ def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
     """Loss and speed figures from a run's metrics records."""
     records = rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
     smooth = smoothed_losses(records)
-    speeds = [r["img_s"] for r in records[1:]] or [r["img_s"] for r in records]
+    timed = [r for r in records if r.get("img_s") is not None]  # not the score records
+    speeds = [r["img_s"] for r in timed[1:]] or [r["img_s"] for r in timed]
     mems = [r["peak_mem"] for r in records if r.get("peak_mem") is not None]
     return {
         "framework": framework,

@@ -17,6 +17,10 @@ def add_parser(sub):
                         "repeatable, e.g. framework=torch or train.lr=0.0002")
     p.add_argument("--group", action="store_true", help="mean ± std over seeds")
     p.add_argument("--format", choices=FORMATS, default="terminal")
+    p.add_argument("--compare", metavar="COLUMN", help="framework: per variant, Jittor/PyTorch ratios of final "
+                                                      "loss, train and sample img/s, peak memory and FID")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report (table, plots, "
+                                                  "sample grids, each run's config and protocol)")
     p.add_argument("--plots", metavar="DIR", help="where to write PNG plots (default RUNS_DIR/plots)")
     p.add_argument("--no-plots", action="store_true", help="write no plots")
     return p
@@ -31,7 +35,10 @@ def show_table(root: Path, filters=(), sort=None, group=False, fmt="terminal", p
     if plots is not None:
         from ..plots import write_plots
 
-        paths = write_plots([Path(p) for p in df["path"]], plots)
+        from ..plots_frameworks import write_framework_plots
+
+        run_dirs = [Path(p) for p in df["path"]]
+        paths = write_plots(run_dirs, plots) + write_framework_plots(run_dirs, plots)
         if paths and fmt == "terminal":
             print(f"\nplots: {', '.join(str(p) for p in paths)}")
     return df
@@ -52,5 +59,22 @@ def run(args):
         show_bench_table(root, args.filter, args.sort, args.format)
         return 0
     plots = None if args.no_plots else Path(args.plots) if args.plots else root / "plots"
-    show_table(root, args.filter, args.sort, args.group, args.format, plots)
+    if args.compare:
+        show_comparison(root, args.compare, args.filter, args.format)
+    else:
+        show_table(root, args.filter, args.sort, args.group, args.format, plots)
+    if args.html:
+        from ..report_html import write_report
+
+        print(f"report: {write_report(root, Path(args.html), args.filter)}")
     return 0
+
+
+def show_comparison(root: Path, by: str, filters=(), fmt="terminal"):
+    """Print the ``--compare BY`` table of the runs under ``root``."""
+    from ..compare import compare, format_comparison
+    from ..table import load_table
+
+    df = compare(load_table(root, list(filters)), by)
+    print(format_comparison(df, fmt))
+    return df

@@ -23,6 +23,8 @@ DIFFUSION = OptionSet((
     Option("prediction", str, "eps", "what the network predicts", choices=("eps", "v", "x0")),
     Option("timestep_sampling", str, "uniform", "how training timesteps are drawn",
            choices=("uniform", "antithetic")),
+    Option("loss", str, "mse", "training loss: mse (mean over pixels and batch) or l2 (sum over each "
+           "image's pixels, mean over the batch, as ermongroup/ddim)", choices=("mse", "l2")),
 ))
 
 DATA = OptionSet((
@@ -39,6 +41,7 @@ TRAIN = OptionSet((
     Option("lr", float, 1e-4, "peak learning rate"),
     Option("optimizer", str, "adam", "optimizer", choices=("adam", "adamw")),
     Option("betas", list, [0.9, 0.999], "Adam betas", item=float),
+    Option("adam_eps", float, 1e-8, "Adam's epsilon (the denominator's floor)"),
     Option("weight_decay", float, 0.0, "weight decay (L2 for adam, decoupled for adamw)"),
     Option("warmup_steps", int, 0, "linear learning-rate warm-up"),
     Option("grad_clip", float, 1.0, "clip the global gradient norm (null: no clipping)", nullable=True),
@@ -83,6 +86,8 @@ SAMPLE = OptionSet((
 
 EVAL = OptionSet((
     Option("fid_samples", int, 0, "images generated for FID (0: no FID)"),
+    Option("every", int, None, "also score the EMA weights every N training steps (FID during training, "
+           "with fid_samples images; null: only at the end)", nullable=True),
     Option("fid_mode", str, "clean", "clean-fid mode", choices=("clean", "legacy_tensorflow", "legacy_pytorch")),
     Option("reference", str, "cifar10-train", "reference statistics: cifar10-train (Inception FID) or "
            "dataset (a small-feature Frechet distance against the training images; not FID)",
@@ -117,14 +122,24 @@ def _check_consistency(spec: dict, prefix: str) -> None:
     budgets = [k for k in ("steps", "epochs", "minutes") if train[k] is not None]
     if len(budgets) > 1:
         raise UnetlabError(f"{prefix}train: give one budget of steps, epochs or minutes, not {' and '.join(budgets)}")
-    for key in ("batch_size", "lr", "log_every", "checkpoint_every"):
+    for key in ("batch_size", "lr", "log_every", "checkpoint_every", "adam_eps"):
         if train[key] <= 0:
             raise UnetlabError(f"{prefix}train.{key}: must be positive, got {train[key]}")
+    for key in ("warmup_steps", "weight_decay", "ema_start"):
+        if train[key] < 0:
+            raise UnetlabError(f"{prefix}train.{key}: must be at least 0, got {train[key]}")
+    if train["grad_clip"] is not None and train["grad_clip"] <= 0:
+        raise UnetlabError(f"{prefix}train.grad_clip: must be positive (or null: no clipping), "
+                           f"got {train['grad_clip']}")
     for section in ("train", "sample"):
         part = spec[section]
         if part["compile_mode"] != "default" and not part["compile"]:
             raise UnetlabError(f"{prefix}{section}.compile_mode: {part['compile_mode']!r} needs "
                                f"{section}.compile: true")
+    every = spec["eval"]["every"]
+    if every is not None and (every <= 0 or spec["eval"]["fid_samples"] < 2):
+        raise UnetlabError(f"{prefix}eval.every: needs a positive N and eval.fid_samples of at least 2 "
+                           f"(got every={every}, fid_samples={spec['eval']['fid_samples']})")
     if diffusion["T"] < 2:
         raise UnetlabError(f"{prefix}diffusion.T: must be at least 2, got {diffusion['T']}")
     if not 0 < sample["steps"] <= diffusion["T"]:
