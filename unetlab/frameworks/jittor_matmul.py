@@ -8,6 +8,7 @@ mixed precision both operands go float16, as PyTorch's autocast does for its pro
 from __future__ import annotations
 
 from . import jittor_runtime
+from .jittor_layout import permute
 
 jt = jittor_runtime.import_jittor()
 
@@ -59,5 +60,5 @@ def batched_matmul(a, b, transpose_b: bool = False, itemwise: bool | None = None
     if itemwise is None:
         itemwise = not jt.flags.use_cuda
     if not itemwise:
-        return matmul(a, b.transpose(0, 2, 1) if transpose_b else b)
+        return matmul(a, permute(b, (0, 2, 1)) if transpose_b else b)
     return _ItemwiseMatmul(transpose_b)(a, b)
