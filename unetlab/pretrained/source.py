@@ -28,8 +28,8 @@ class PretrainedFiles:
 
 
 def is_hub_id(source: str) -> bool:
-    """``owner/name`` that is not a path on this machine."""
-    return bool(_HUB_ID.fullmatch(str(source))) and not Path(source).exists()
+    """``owner/name`` where no folder ``owner`` exists here (``runs/typo`` stays a path)."""
+    return bool(_HUB_ID.fullmatch(str(source))) and not Path(str(source).split("/")[0]).exists()
 
 
 def is_model_folder(path: Path) -> bool:
