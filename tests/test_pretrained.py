@@ -295,3 +295,16 @@ def test_cli_fid_of_a_saved_folder(saved, tmp_path, capsys):
 
 def test_public_api_exports_load_pretrained():
     assert unetlab.load_pretrained is load_pretrained
+
+
+def test_bfloat16_safetensors_are_read(saved, tmp_path):
+    from safetensors.torch import save_file
+
+    from unetlab.pretrained.files import read_weights
+
+    unet = saved["adm_like"][1]
+    state = {k: v.to(torch.bfloat16).contiguous() for k, v in unet.state_dict().items()}
+    save_file(state, tmp_path / "w.safetensors")
+    arrays = read_weights(tmp_path / "w.safetensors")
+    assert arrays["conv_in.weight"].dtype == np.float32
+    assert np.array_equal(arrays["conv_in.weight"], state["conv_in.weight"].float().numpy())

@@ -31,8 +31,13 @@ def read_weights(path: Path) -> dict:
                                "(pip install 'unetlab[pretrained]')") from None
         try:
             arrays = load_file(str(path))
-        except Exception as exc:
-            raise UnetlabError(f"{path}: not a readable safetensors file ({exc})") from None
+        except Exception as exc:  # numpy has no bfloat16: such files are read through torch
+            try:
+                from safetensors.torch import load_file as load_tensors
+
+                return {k: v.float().numpy() for k, v in load_tensors(str(path)).items()}
+            except Exception:
+                raise UnetlabError(f"{path}: not a readable safetensors file ({exc})") from None
         return {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}
     import torch
 
