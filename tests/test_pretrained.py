@@ -308,3 +308,11 @@ def test_bfloat16_safetensors_are_read(saved, tmp_path):
     arrays = read_weights(tmp_path / "w.safetensors")
     assert arrays["conv_in.weight"].dtype == np.float32
     assert np.array_equal(arrays["conv_in.weight"], state["conv_in.weight"].float().numpy())
+
+
+def test_fid_sampling_options_are_refused_for_an_image_folder(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    assert main(["fid", str(tmp_path / "images"), "--steps", "10"]) == 2
+    assert capsys.readouterr().err.strip() == ("unetlab fid: error: --steps applies to a pretrained SOURCE only "
+                                               "(a run samples as its spec's sample section says; an image folder "
+                                               "is scored as it is)")

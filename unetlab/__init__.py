@@ -2,8 +2,8 @@
 from .errors import UnetlabError
 from .hookspecs import hookimpl
 from .model import build_model
-from .pretrained import load_pretrained
 from .options import Option
+from .pretrained import load_pretrained
 from .registry import BlockDef, get_registry, portable
 from .spec import resolve_model_spec
 from .weights import count_parameters, get_weights, load_ddpm_state_dict, set_weights

@@ -75,6 +75,7 @@ def run(args):
         print(f"{args.path}: {record['name']} {record['value']:.4f} ({record['n']} images, {how}; "
               f"{record['reference']}) -> samples in {folder}")
         return 0
+    pretrained_cli.reject_sampling_arguments(args)
     if not path.is_dir():
         raise UnetlabError(f"{path}: no such run folder or image folder")
     if (path / rundir.CONFIG).is_file():

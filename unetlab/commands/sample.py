@@ -14,7 +14,7 @@ from ..spec import load_mapping, resolve_run_spec
 def add_parser(sub):
     p = sub.add_parser("sample", help="sample images from a run folder or a checkpoint")
     p.add_argument("source", help="a run folder, a weights .npz together with --spec, or a diffusers "
-                                     "UNet2DModel folder or hub id (e.g. google/ddpm-cifar10-32)")
+                                  "UNet2DModel folder or hub id (e.g. google/ddpm-cifar10-32)")
     p.add_argument("--spec", help="run spec YAML, when SOURCE is a weights file")
     p.add_argument("-n", "--num", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--sampler", choices=("ddim", "ddpm"))
