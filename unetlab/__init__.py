@@ -3,6 +3,7 @@ from .errors import UnetlabError
 from .hookspecs import hookimpl
 from .model import build_model
 from .options import Option
+from .pretrained import load_pretrained
 from .registry import BlockDef, get_registry, portable
 from .spec import resolve_model_spec
 from .weights import count_parameters, get_weights, load_ddpm_state_dict, set_weights
@@ -11,7 +12,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BlockDef", "UnetlabError", "build_model", "count_parameters", "get_registry", "get_weights",
-    "hookimpl", "load_ddpm_state_dict", "Option", "portable", "resolve_model_spec", "set_weights",
+    "hookimpl", "load_ddpm_state_dict", "load_pretrained", "Option", "portable", "resolve_model_spec",
+    "set_weights",
 ]
 
 # Jittor reads its environment at import time and crashes on machines with nvcc but no GPU:

@@ -5,11 +5,14 @@ from pathlib import Path
 
 from .. import rundir
 from ..errors import UnetlabError
+from ..pretrained import cli as pretrained_cli
+from ..pretrained import is_pretrained_source
 
 
 def add_parser(sub):
     p = sub.add_parser("fid", help="score a run (written into its summary.json) or a folder of images")
-    p.add_argument("path", help="a run folder, or a folder of images (or holding samples.npz)")
+    p.add_argument("path", help="a run folder, a folder of images (or holding samples.npz), or a diffusers "
+                                "UNet2DModel folder or hub id (sampled with DDIM first)")
     p.add_argument("--n", type=int, help="images to generate or use (default: eval.fid_samples, else 10000; "
                                          "a folder: all of its images)")
     p.add_argument("--reference", choices=("cifar10-train", "dataset"),
@@ -20,6 +23,7 @@ def add_parser(sub):
     p.add_argument("--data", help="a folder: the training images for --reference dataset "
                                   "(digits, shapes, cifar10, or an image folder)")
     p.add_argument("--framework", choices=("torch", "jittor"), help="a run: sample in this framework")
+    pretrained_cli.add_sampling_arguments(p)
     return p
 
 
@@ -65,6 +69,13 @@ def run(args):
     from ..metrics.fid import protocol
 
     path = Path(args.path)
+    if is_pretrained_source(args.path):  # a diffusers UNet2DModel folder or hub id
+        folder, how = pretrained_cli.sample_for_fid(args)
+        record = _score_folder(args, folder)
+        print(f"{args.path}: {record['name']} {record['value']:.4f} ({record['n']} images, {how}; "
+              f"{record['reference']}) -> samples in {folder}")
+        return 0
+    pretrained_cli.reject_sampling_arguments(args)
     if not path.is_dir():
         raise UnetlabError(f"{path}: no such run folder or image folder")
     if (path / rundir.CONFIG).is_file():

@@ -6,12 +6,15 @@ from pathlib import Path
 from .. import rundir
 from ..errors import UnetlabError
 from ..frameworks.torch_modes import COMPILE_MODES
+from ..pretrained import cli as pretrained_cli
+from ..pretrained import is_pretrained_source
 from ..spec import load_mapping, resolve_run_spec
 
 
 def add_parser(sub):
     p = sub.add_parser("sample", help="sample images from a run folder or a checkpoint")
-    p.add_argument("source", help="a run folder, or a weights .npz together with --spec")
+    p.add_argument("source", help="a run folder, a weights .npz together with --spec, or a diffusers "
+                                  "UNet2DModel folder or hub id (e.g. google/ddpm-cifar10-32)")
     p.add_argument("--spec", help="run spec YAML, when SOURCE is a weights file")
     p.add_argument("-n", "--num", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--sampler", choices=("ddim", "ddpm"))
@@ -32,6 +35,8 @@ def add_parser(sub):
 
 def load_source(args):
     """(resolved spec, weights arrays, framework, default output folder)."""
+    if is_pretrained_source(args.source):  # a diffusers UNet2DModel folder or hub id
+        return pretrained_cli.sample_source(args)
     source = Path(args.source)
     if source.is_dir():
         config = rundir.read_json(source / rundir.CONFIG)
