@@ -63,16 +63,18 @@ def read_json(path: Path, default=None):
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSON-lines file; a torn last line (from a kill mid-write) is skipped."""
+    """Records (JSON objects) of a JSON-lines file; a torn line (from a kill mid-write) is skipped."""
     path = Path(path)
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode("utf8", errors="replace").splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 

@@ -263,7 +263,8 @@ class Trainer:
 def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
     """Loss and speed figures from a run's metrics records."""
     records = rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
-    speeds = [r["img_s"] for r in records[1:]] or [r["img_s"] for r in records]
+    speeds = ([r["img_s"] for r in records[1:] if r.get("img_s")]
+              or [r["img_s"] for r in records if r.get("img_s")])
     mems = [r["peak_mem"] for r in records if r.get("peak_mem") is not None]
     return {
         "framework": framework,
@@ -271,7 +272,7 @@ def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
         "best_loss": best_loss(records),
         "train_img_s": float(np.median(speeds)) if speeds else None,
         "peak_mem": max(mems) if mems else None,
-        "train_s": records[-1]["elapsed"] if records else None,
+        "train_s": records[-1].get("elapsed") if records else None,
     }
 
 
