@@ -184,7 +184,8 @@ class Trainer:
             if first_step_s is None:
                 b.synchronize()
                 first_step_s = time.perf_counter() - started
-            if self.step % train["log_every"] == 0 or not budget_left():  # the budget's end closes a window
+            last = not budget_left()  # decided once: the last step logs and checkpoints
+            if self.step % train["log_every"] == 0 or last:  # the budget's end closes a window
                 b.synchronize()
                 now = time.perf_counter()
                 self.losses.add(b.item(x) for x in pending)
@@ -200,8 +201,10 @@ class Trainer:
                 bar.update(len(pending))
                 bar.set_postfix(loss=f"{trailing:.4f}")
                 pending, last_log, window_seconds = [], now, 0.0
-            if self.step % train["checkpoint_every"] == 0 or not budget_left():
+            if self.step % train["checkpoint_every"] == 0 or last:
                 self._checkpoint_now(pending, started, last_log, window_seconds)
+            if last:
+                break
         bar.close()
         if self.step != self._saved_step:  # stopped early (stop_after or a signal)
             self._checkpoint_now(pending, started, last_log, window_seconds)
