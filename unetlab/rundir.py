@@ -129,8 +129,9 @@ def _digest(data: bytes) -> str:
 def write_config(run_dir: Path, config: dict) -> None:
     """Write the run's ``config.json`` and the digest that later tells a hand edit."""
     data = (json.dumps(config, indent=2, sort_keys=True, default=_jsonable) + "\n").encode()
-    atomic_write_bytes(Path(run_dir) / CONFIG, data)
+    # the digest first: a kill between the two leaves no config, so both are written again
     atomic_write_bytes(Path(run_dir) / CONFIG_DIGEST, (_digest(data) + "\n").encode())
+    atomic_write_bytes(Path(run_dir) / CONFIG, data)
 
 
 def claim_config(run_dir: Path, config: dict) -> None:
@@ -138,9 +139,7 @@ def claim_config(run_dir: Path, config: dict) -> None:
     from .spec.run import configs_match
 
     state = read_state(run_dir)
-    if state.status == Status.CORRUPT:
-        raise ConfigChanged(f"{run_dir}: {state.reason}; use another run folder or delete this one")
-    if state.status == Status.CHANGED:
+    if state.status in (Status.CORRUPT, Status.CHANGED):
         raise ConfigChanged(f"{run_dir}: {state.reason}; use another run folder or delete this one")
     if state.config is None:
         write_config(run_dir, config)
