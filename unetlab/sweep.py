@@ -70,19 +70,21 @@ class SweepResult:
 
 
 @contextmanager
-def _sigterm_interrupts():
-    """SIGTERM stops the sweep like Ctrl-C does (the current run is marked interrupted)."""
+def _signals_interrupt():
+    """SIGINT and SIGTERM stop the sweep (the current run is checkpointed and marked interrupted),
+    also when the sweep was started with SIGINT ignored (e.g. in the background of a script)."""
     def handler(signum, frame):
         raise KeyboardInterrupt
     try:
-        old = signal.signal(signal.SIGTERM, handler)
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, previous in old.items():
+            signal.signal(s, previous)
 
 
 def _describe_exit(rc: int) -> str:
@@ -146,7 +148,7 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print)
                desc=ablation.name, dynamic_ncols=True)  # None: off when stderr is not a terminal
     say = echo if bar.disable else tqdm.write
     initial = {run.name: run_status(root / run.name) for run in ablation.runs}
-    with _sigterm_interrupts():
+    with _signals_interrupt():
         try:
             for run in ablation.runs:
                 result.outcome[run.name] = _one(run, root / run.name, bar, say, initial[run.name])
