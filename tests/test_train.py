@@ -105,6 +105,7 @@ def test_a_run_written_before_an_option_existed_is_the_same_run(tmp_path):
     config = json.loads((run / "config.json").read_text())
     del config["spec"]["train"]["channels_last"], config["spec"]["sample"]["precision"]
     (run / "config.json").write_text(json.dumps(config))
+    (run / ".config.sha256").unlink()  # runs of that time had no digest of their config
     assert train_run(tiny_digits_spec(4), run, "torch", progress=False)["step"] == 4
     with pytest.raises(UnetlabError, match="holds a run with a different config"):
         train_run(tiny_digits_spec(4, lr=5e-4), run, "torch", progress=False)

@@ -47,17 +47,9 @@ def _time(fn, steps: int, synchronize) -> float:
 def file_lock(path):
     """A context-manager factory holding an exclusive ``flock`` on ``path``: jobs sharing a GPU
     pass it as ``measure(exclusive=...)`` so that their timed parts never overlap."""
-    import fcntl
+    from .files import flocked
 
-    @contextlib.contextmanager
-    def held():
-        with open(path, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-    return held
+    return lambda: flocked(path)
 
 
 def measure(spec, case: BenchCase, steps: int = 5, warmup: int = 2, seed: int = 0, model=None,

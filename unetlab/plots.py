@@ -1,5 +1,10 @@
 """PNG plots of an ablation's runs (matplotlib, Agg): loss per step, loss over time, and
-torch against jittor where a variant ran in both."""
+torch against jittor where a variant ran in both.
+
+Each curve is drawn twice: the raw logged losses (each record's mean over its log window),
+thin and faint, and over them a debiased exponential moving average of those records
+(:func:`unetlab.loss_log.debiased_ema`), which starts at the first record and invents nothing.
+"""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -8,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import rundir
-from .train import smoothed_losses
+from .loss_log import debiased_ema
 
 
 def cumulative_elapsed(records: list[dict]) -> np.ndarray:
@@ -38,7 +43,8 @@ def _curves(run_dirs) -> dict:
         out[run.get("ablation", Path(d).parent.name)].append({
             "variant": variant, "framework": run.get("framework", "?"), "seed": run.get("seed", 0),
             "step": np.array([r["step"] for r in records]), "elapsed": cumulative_elapsed(records),
-            "loss": np.array(smoothed_losses(records))})
+            "raw": np.array([r["loss"] for r in records]),
+            "loss": debiased_ema([r["loss"] for r in records])})
     return out
 
 
@@ -48,7 +54,7 @@ def _axes(title: str, xlabel: str):
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("smoothed loss")
+    ax.set_ylabel("training loss (faint: logged; solid: debiased EMA)")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
     return fig, ax
@@ -74,6 +80,7 @@ def _plot_family(curves: list, x: str, title: str, xlabel: str, path: Path) -> P
     for i, (label, members) in enumerate(sorted(groups.items())):
         colour = f"C{i % 10}"
         for c in members:
+            ax.plot(c[x], c["raw"], color=colour, lw=0.6, alpha=0.25)
             ax.plot(c[x], c["loss"], color=colour, lw=0.8 if len(members) > 1 else 1.6,
                     alpha=0.4 if len(members) > 1 else 1.0, label=None if len(members) > 1 else label)
         if len(members) > 1:
@@ -97,6 +104,7 @@ def _plot_frameworks(curves: list, title: str, path: Path) -> Path | None:
         colour = f"C{i % 10}"
         for framework, style in (("torch", "-"), ("jittor", "--")):
             c = fw[framework]
+            ax.plot(c["step"], c["raw"], style, color=colour, lw=0.6, alpha=0.25)
             ax.plot(c["step"], c["loss"], style, color=colour, lw=1.4, label=f"{variant} s{seed} {framework}")
     ax.legend(fontsize=8)
     return _save(fig, path)

@@ -1,42 +1,44 @@
-"""The run folder: resolved config, metrics, summary, checkpoints and samples.
+"""The run folder: its files, its lock, its status and every write of its summary.
 
-Layout (every write is atomic: a temporary file renamed into place)::
+Layout (every write is atomic: a temporary file renamed into place, see :mod:`unetlab.files`)::
 
     config.json          the resolved spec plus the run's identity (framework, seed, ...)
+    .config.sha256       digest of config.json as written (a later hand edit shows as ``changed``)
     metrics.jsonl        one JSON record per logged step
-    summary.json         status (running | partial | done | failed | interrupted), reason, figures
+    summary.json         status, reason, figures (written only by :func:`write_summary`)
+    events.jsonl         refused or failed reruns of a finished run, one record each
     checkpoints/last.npz model, EMA and optimizer state at the last checkpoint (resumable)
     checkpoints/ema.npz  EMA weights at the end (framework-neutral: loads in either framework)
     samples.png          a grid of samples from the EMA weights
+    .lock                flock-ed by the one process that writes the run (host, pids, command)
+
+This module owns a run's life: :func:`hold` takes the lock (``train``, ``sample``, ``fid``
+and sweeps all do), :func:`read_state` says what the run is (one :class:`Status`) and
+:func:`write_summary` never turns a finished run into an unfinished one.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
-import tempfile
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
+from .errors import UnetlabError
+from .files import atomic_write_bytes, remove_stale_temps, try_flock, unflock  # noqa: F401 (re-exported)
+
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
 LAST, EMA, GRID = "checkpoints/last.npz", "checkpoints/ema.npz", "samples.png"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
+EVENTS, LOCK, CONFIG_DIGEST = "events.jsonl", ".lock", ".config.sha256"
+#: Environment variable naming the lock's file descriptor a worker inherits from its sweep.
+LOCK_FD_ENV = "UNETLAB_LOCK_FD"
 
 def write_json(path: Path, data) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
@@ -61,20 +63,23 @@ def read_json(path: Path, default=None):
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Records of a JSON-lines file; a torn last line (from a kill mid-write) is skipped."""
+    """Records (JSON objects) of a JSON-lines file; a torn line (from a kill mid-write) is skipped."""
     path = Path(path)
     if not path.is_file():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode("utf8", errors="replace").splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 
 def append_jsonl(path: Path, records: list[dict]) -> None:
+    """Append records (one JSON line each), flushed to disk."""
     with open(path, "a") as f:
         for r in records:
             f.write(json.dumps(r, default=_jsonable) + "\n")
@@ -109,3 +114,331 @@ def split_prefix(arrays: dict, prefix: str) -> dict:
 
 def with_prefix(prefix: str, arrays: dict) -> dict:
     return {f"{prefix}/{k}": v for k, v in arrays.items()}
+
+
+# -- the config --------------------------------------------------------------------------------
+
+class ConfigChanged(UnetlabError):
+    """The run folder holds a run with another config."""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_config(run_dir: Path, config: dict) -> None:
+    """Write the run's ``config.json`` and the digest that later tells a hand edit."""
+    data = (json.dumps(config, indent=2, sort_keys=True, default=_jsonable) + "\n").encode()
+    # the digest first: a kill between the two leaves no config, so both are written again
+    atomic_write_bytes(Path(run_dir) / CONFIG_DIGEST, (_digest(data) + "\n").encode())
+    atomic_write_bytes(Path(run_dir) / CONFIG, data)
+
+
+def claim_config(run_dir: Path, config: dict) -> None:
+    """Write ``config`` into a new run folder; raise :class:`ConfigChanged` if it holds another run."""
+    from .spec.run import configs_match
+
+    state = read_state(run_dir)
+    if state.status in (Status.CORRUPT, Status.CHANGED):
+        raise ConfigChanged(f"{run_dir}: {state.reason}; use another run folder or delete this one")
+    if state.config is None:
+        write_config(run_dir, config)
+    elif not configs_match(state.config, config):
+        raise ConfigChanged(f"{run_dir}: holds a run with a different config; "
+                            f"use another run folder or delete this one")
+
+
+# -- the lock ----------------------------------------------------------------------------------
+
+class RunBusy(UnetlabError):
+    """Another process holds the run's lock."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def command_name() -> str:
+    """How this process was started, for lock files and events (e.g. ``unetlab train``)."""
+    argv = [os.path.basename(a) for a in sys.argv[:2]]
+    if argv and argv[0] in ("unetlab", "cli.py", "__main__.py") and len(argv) > 1:
+        return f"unetlab {argv[1]}"
+    return " ".join(argv) or "python"
+
+
+@dataclass
+class RunLock:
+    """The held lock of one run folder (an open, ``flock``-ed ``.lock`` file)."""
+
+    run_dir: Path
+    file: object
+    command: str
+    depth: int = 1
+    owned: bool = True  # False: inherited from a sweep, released by it
+
+    def note(self, pids: list[int]) -> None:
+        """Record who holds the lock (this host, ``pids``, the command) for other processes to read."""
+        f = self.file
+        f.seek(0)
+        f.truncate()
+        if pids:
+            f.write(json.dumps({"host": socket.gethostname(), "pids": list(pids), "command": self.command}) + "\n")
+        f.flush()
+
+    def release(self) -> None:
+        self.depth -= 1
+        if self.depth > 0:
+            return
+        _held.pop(_key(self.run_dir), None)
+        if self.owned:
+            self.note([])
+            unflock(self.file)
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+
+_held: dict[str, RunLock] = {}
+
+
+def _key(run_dir: Path) -> str:
+    return str(Path(run_dir).resolve())
+
+
+def try_lock(run_dir: Path, command: str | None = None) -> RunLock | None:
+    """The run's lock, taken without waiting (re-entrant in one process); None when another holds it.
+
+    Taking it removes temporary files that a process killed while writing left behind.
+    """
+    run_dir = Path(run_dir)
+    held = _held.get(_key(run_dir))
+    if held is not None:
+        held.depth += 1
+        return held
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = try_flock(run_dir / LOCK)
+    if f is None:
+        return None
+    lock = RunLock(run_dir, f, command or command_name())
+    lock.note([os.getpid()])
+    _held[_key(run_dir)] = lock
+    remove_stale_temps(run_dir, [CONFIG, CONFIG_DIGEST, METRICS, SUMMARY, GRID])
+    remove_stale_temps(run_dir / "checkpoints", [Path(LAST).name, Path(EMA).name])
+    return lock
+
+
+def adopt_lock(run_dir: Path, fd: int, command: str | None = None) -> RunLock:
+    """Use the lock a sweep holds for this process (its inherited descriptor ``fd``)."""
+    lock = RunLock(Path(run_dir), os.fdopen(fd, "a+", closefd=False), command or command_name(), owned=False)
+    _held[_key(run_dir)] = lock
+    return lock
+
+
+def holder(run_dir: Path) -> dict | None:
+    """Who the run's lock file names: ``{"host", "pids", "command"}``, or None when nobody."""
+    try:
+        text = (Path(run_dir) / LOCK).read_text().strip()
+    except OSError:
+        return None
+    if not text:
+        return None
+    try:
+        info = json.loads(text)
+        if isinstance(info, dict) and isinstance(info.get("pids"), list):
+            return info
+    except ValueError:
+        pass
+    try:  # older lock files: the pids only
+        return {"host": socket.gethostname(), "pids": [int(p) for p in text.split()], "command": "?"}
+    except ValueError:
+        return None
+
+
+def holders(run_dir: Path) -> list[int]:
+    """Live processes (on this host) named in the run's lock file; empty when nobody runs it."""
+    info = holder(run_dir)
+    if not info:
+        return []
+    if info.get("host") != socket.gethostname():
+        return list(info["pids"])  # cannot check another host's processes
+    return [p for p in info["pids"] if _alive(p)]
+
+
+def describe_holder(run_dir: Path) -> str:
+    """``unetlab train (pid 123 on host h)``: who holds the lock, in words."""
+    info = holder(run_dir) or {}
+    pids = info.get("pids") or []
+    return (f"{info.get('command', '?')} (pid {' '.join(map(str, pids)) or '?'} "
+            f"on host {info.get('host', '?')})")
+
+
+def orphaned(run_dir: Path) -> bool:
+    """Whether the lock is held by a worker whose sweep (the first pid) died on this host."""
+    info = holder(run_dir)
+    if not info or info.get("host") != socket.gethostname() or len(info["pids"]) < 2:
+        return False
+    first, rest = info["pids"][0], info["pids"][1:]
+    return not _alive(first) and any(_alive(p) for p in rest)
+
+
+def lock(run_dir: Path, command: str | None = None, wait_s: float = 0.0) -> RunLock:
+    """The run's lock, waiting up to ``wait_s`` seconds; :class:`RunBusy` (one line) if still held."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        held = try_lock(run_dir, command)
+        if held is not None:
+            return held
+        if time.monotonic() >= deadline:
+            raise RunBusy(f"{run_dir}: in use by {describe_holder(run_dir)}; "
+                          f"wait for it to end, or use another run folder")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def hold(run_dir: Path, command: str | None = None, wait_s: float = 0.0):
+    """Hold the run's lock for the ``with`` block (re-entrant; inherited locks count as held)."""
+    held = lock(run_dir, command, wait_s)
+    try:
+        yield held
+    finally:
+        held.release()
+
+
+# -- the status --------------------------------------------------------------------------------
+
+class Status(str, Enum):
+    """What a run folder holds."""
+
+    NEW = "new"                  # nothing yet
+    RUNNING = "running"          # its lock is held by a live process
+    PARTIAL = "partial"          # started, stopped before its budget; resumable
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM (checkpointed); resumable
+    FAILED = "failed"            # a failure is recorded (reason in the summary)
+    DONE = "done"                # trained and evaluated
+    CHANGED = "changed"          # config.json differs from the run's (edited by hand, or the ablation changed)
+    CORRUPT = "corrupt"          # config.json is unreadable
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+#: Statuses a sweep runs (or resumes).
+RUNNABLE = (Status.NEW, Status.PARTIAL, Status.INTERRUPTED, Status.FAILED)
+
+
+@dataclass
+class RunState:
+    """A run folder read once: its status, the reason when there is one, and its files' contents."""
+
+    status: Status
+    reason: str = ""
+    step: int = 0
+    summary: dict = field(default_factory=dict)
+    config: dict | None = None
+    records: list = field(default_factory=list)
+
+
+def _read_config(run_dir: Path) -> tuple[dict | None, str]:
+    path = run_dir / CONFIG
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, ""
+    except OSError as exc:
+        return None, f"{CONFIG}: unreadable ({exc.strerror})"
+    try:
+        config = json.loads(data.decode("utf8"))
+    except ValueError as exc:
+        return None, f"{CONFIG}: not valid JSON ({str(exc).splitlines()[0]})"
+    if not isinstance(config, dict) or not isinstance(config.get("spec"), dict) \
+            or not isinstance(config.get("run"), dict):
+        return None, f"{CONFIG}: not a run config (expected 'spec' and 'run' sections)"
+    try:
+        recorded = (run_dir / CONFIG_DIGEST).read_text().strip()
+    except OSError:
+        recorded = ""
+    if recorded and recorded != _digest(data):
+        return config, f"{CONFIG} was edited after the run was written"
+    return config, ""
+
+
+def read_state(run_dir: Path) -> RunState:
+    """The run folder's status (one :class:`Status`), reason, step and contents."""
+    run_dir = Path(run_dir)
+    config, problem = _read_config(run_dir)
+    summary = read_json(run_dir / SUMMARY)
+    summary = summary if isinstance(summary, dict) else {}
+    records = read_jsonl(run_dir / METRICS)
+    step = records[-1].get("step", 0) if records else 0
+    said = summary.get("status")
+    if problem:
+        status = Status.CORRUPT if config is None else Status.CHANGED
+        return RunState(status, problem, step, summary, config, records)
+    if said == Status.DONE:
+        return RunState(Status.DONE, "", summary.get("step", step), summary, config, records)
+    if _key(run_dir) not in _held and holders(run_dir):  # held by another process
+        return RunState(Status.RUNNING, "", step, summary, config, records)
+    reason = summary.get("reason", "")
+    if said in (Status.FAILED, Status.INTERRUPTED):
+        return RunState(Status(said), reason, step, summary, config, records)
+    if summary or records or (run_dir / LAST).is_file():
+        return RunState(Status.PARTIAL, "", step, summary, config, records)
+    return RunState(Status.NEW, "", 0, summary, config, records)
+
+
+def run_status(run_dir: Path) -> Status:
+    """The run folder's :class:`Status`."""
+    return read_state(run_dir).status
+
+
+def last_step(run_dir: Path) -> int:
+    """The step of the last metrics record (0 when none)."""
+    records = read_jsonl(Path(run_dir) / METRICS)
+    return records[-1].get("step", 0) if records else 0
+
+
+# -- the summary -------------------------------------------------------------------------------
+
+def record_event(run_dir: Path, event: str, **detail) -> None:
+    """Append a record of something that happened to the run (e.g. a refused rerun) to events.jsonl."""
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "event": event, "command": command_name(),
+              "host": socket.gethostname(), "pid": os.getpid(), **detail}
+    with contextlib.suppress(OSError):  # the record is a courtesy; never fail on it
+        append_jsonl(Path(run_dir) / EVENTS, [record])
+
+
+def write_summary(run_dir: Path, summary: dict, reopen: bool = False) -> bool:
+    """Write ``summary.json`` -- the only way it is written.  False when refused.
+
+    A finished (``done``) run is never downgraded: a summary that is not ``done`` goes to
+    ``events.jsonl`` instead.  A ``done`` summary over a ``done`` one keeps the figures the new
+    one lacks (e.g. a FID written by ``unetlab fid``).  ``reopen`` is for the one process that
+    just trained the run and now evaluates it (under its lock): the run is not done until then.
+    """
+    run_dir = Path(run_dir)
+    old = read_json(run_dir / SUMMARY)
+    old = old if isinstance(old, dict) else {}
+    if old.get("status") == Status.DONE and not reopen:
+        if summary.get("status") != Status.DONE:
+            record_event(run_dir, "summary refused", status=str(summary.get("status")),
+                         reason=summary.get("reason", ""), step=summary.get("step"))
+            return False
+        summary = {**old, **summary}
+    write_json(run_dir / SUMMARY, {k: (str(v) if isinstance(v, Status) else v) for k, v in summary.items()})
+    return True
+
+
+def update_summary(run_dir: Path, **fields) -> dict:
+    """Add ``fields`` to the summary (keeping its status); returns the summary written."""
+    old = read_json(Path(run_dir) / SUMMARY)
+    summary = {**(old if isinstance(old, dict) else {}), **fields}
+    write_summary(run_dir, summary)
+    return summary

@@ -32,9 +32,13 @@ def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.nda
 def save_png(image: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+    import io
+
+    from .files import atomic_write_bytes
+
+    buf = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, format="PNG")
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 class _SamplingNetwork:
@@ -108,4 +112,10 @@ def save_samples(images: np.ndarray, folder: Path) -> None:
     u8 = to_uint8(images)
     for i, img in enumerate(u8):
         save_png(img, folder / f"{i:06d}.png")
-    np.savez_compressed(folder / "samples.npz", images=u8)
+    import io
+
+    from .files import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, images=u8)
+    atomic_write_bytes(folder / "samples.npz", buf.getvalue())

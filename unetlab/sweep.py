@@ -2,12 +2,12 @@
 
 Each run folder gets its resolved ``config.json``, then ``python -m unetlab.worker RUN_DIR``
 trains and evaluates it (output in ``worker.log``).  A crash, a NaN or a kill is recorded in
-that run's ``summary.json`` and the sweep goes on.  ``RUN_DIR/.lock`` (``fcntl.flock``, taken
-without waiting and inherited by the worker) keeps two sweeps from running one run twice.
+that run's ``summary.json`` and the sweep goes on.  The run's lock (:func:`unetlab.rundir.lock`,
+taken without waiting and inherited by the worker) keeps two sweeps from running one run twice;
+a run whose lock an orphaned worker of a killed sweep still holds is waited for.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import subprocess
@@ -19,87 +19,24 @@ from pathlib import Path
 
 from . import rundir
 from .ablate import Ablation, Run
+from .errors import UnetlabError
+from .rundir import LOCK_FD_ENV, Status, holders, last_step, run_status, try_lock  # noqa: F401 (public here too)
 
-LOCK, LOG = ".lock", "worker.log"
-LOCK_FD_ENV = "UNETLAB_LOCK_FD"
-FINAL = ("done", "failed", "interrupted")
-
-
-# -- locks -----------------------------------------------------------------------------------
-
-def try_lock(run_dir: Path):
-    """The run's lock file, held (an open file), or None when another process holds it."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    f = open(run_dir / LOCK, "a+")
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    note_holders(f, [os.getpid()])
-    return f
-
-
-def note_holders(lock, pids) -> None:
-    """Record the processes holding ``lock`` in it (for ``running elsewhere`` messages)."""
-    lock.seek(0)
-    lock.truncate()
-    lock.write(" ".join(map(str, pids)) + "\n")
-    lock.flush()
+LOG = "worker.log"
+#: Seconds a sweep waits for an orphaned worker (its sweep was killed) to checkpoint and exit.
+ORPHAN_WAIT_S = 120.0
 
 
 def release(lock) -> None:
-    note_holders(lock, [])
-    fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-    lock.close()
-
-
-def holders(run_dir: Path) -> list[int]:
-    """Live processes named in the run's lock file (empty when nobody runs it)."""
-    try:
-        pids = [int(p) for p in (Path(run_dir) / LOCK).read_text().split()]
-    except (OSError, ValueError):
-        return []
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            alive.append(pid)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            alive.append(pid)
-    return alive
-
-
-# -- status ----------------------------------------------------------------------------------
-
-def last_step(run_dir: Path) -> int:
-    records = rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
-    return records[-1]["step"] if records else 0
-
-
-def run_status(run_dir: Path) -> str:
-    """new, done, failed, partial (started, resumable) or running (locked by a live process)."""
-    run_dir = Path(run_dir)
-    summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
-    if summary.get("status") == "done":
-        return "done"
-    if holders(run_dir):
-        return "running"
-    if summary.get("status") == "failed":
-        return "failed"
-    if summary or (run_dir / rundir.METRICS).is_file() or (run_dir / rundir.LAST).is_file():
-        return "partial"
-    return "new"
+    """Release a lock from :func:`try_lock`."""
+    lock.release()
 
 
 def config_conflict(run_dir: Path, run: Run) -> bool:
     from .spec.run import configs_match
 
-    existing = rundir.read_json(Path(run_dir) / rundir.CONFIG)
-    return existing is not None and not configs_match(existing, run.config())
+    state = rundir.read_state(run_dir)
+    return state.config is not None and not configs_match(state.config, run.config())
 
 
 def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
@@ -107,15 +44,17 @@ def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
     rows = []
     for run in ablation.runs:
         d = Path(root) / run.name
-        status = run_status(d)
+        state = rundir.read_state(d)
+        status = state.status
         if config_conflict(d, run):
-            status = "changed"
+            status = Status.CHANGED
         train = run.spec["train"]
         budget = next(f"{train[k]:g} {k}" for k in ("steps", "epochs", "minutes") if train[k] is not None)
         step = last_step(d)
+        shown = str(status) + (f" @{step}" if status in (Status.PARTIAL, Status.INTERRUPTED, Status.FAILED,
+                                                         Status.RUNNING) and step else "")
         rows.append({"run": run.name, "variant": run.variant, "grid": run.grid_label,
-                     "framework": run.framework, "seed": run.seed, "budget": budget,
-                     "status": status + (f" @{step}" if status in ("partial", "failed", "running") and step else "")})
+                     "framework": run.framework, "seed": run.seed, "budget": budget, "status": shown})
     return rows
 
 
@@ -131,19 +70,21 @@ class SweepResult:
 
 
 @contextmanager
-def _sigterm_interrupts():
-    """SIGTERM stops the sweep like Ctrl-C does (the current run is marked interrupted)."""
+def _signals_interrupt():
+    """SIGINT and SIGTERM stop the sweep (the current run is checkpointed and marked interrupted),
+    also when the sweep was started with SIGINT ignored (e.g. in the background of a script)."""
     def handler(signum, frame):
         raise KeyboardInterrupt
     try:
-        old = signal.signal(signal.SIGTERM, handler)
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, previous in old.items():
+            signal.signal(s, previous)
 
 
 def _describe_exit(rc: int) -> str:
@@ -158,9 +99,9 @@ def _describe_exit(rc: int) -> str:
 def _finish_summary(run_dir: Path, status: str, reason: str) -> dict:
     """Make sure the summary states how the worker ended (it may have died without a word)."""
     summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
-    if summary.get("status") not in FINAL:
+    if summary.get("status") not in (Status.DONE, Status.FAILED, Status.INTERRUPTED):
         summary = {**summary, "status": status, "reason": reason, "step": last_step(run_dir)}
-        rundir.write_json(run_dir / rundir.SUMMARY, summary)
+        rundir.write_summary(run_dir, summary)
     return summary
 
 
@@ -174,7 +115,7 @@ def run_worker(run_dir: Path, lock, on_poll=None) -> dict:
         proc = subprocess.Popen([sys.executable, "-m", "unetlab.worker", str(run_dir)], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 pass_fds=(lock.fileno(),), start_new_session=True)
-    note_holders(lock, [os.getpid(), proc.pid])
+    lock.note([os.getpid(), proc.pid])
     try:
         while True:
             try:
@@ -193,7 +134,7 @@ def run_worker(run_dir: Path, lock, on_poll=None) -> dict:
         _finish_summary(run_dir, "interrupted", "KeyboardInterrupt: the sweep was stopped")
         raise
     finally:
-        note_holders(lock, [os.getpid()])
+        lock.note([os.getpid()])
     return _finish_summary(run_dir, "failed", f"worker died ({_describe_exit(rc)}); see {run_dir / LOG}")
 
 
@@ -207,7 +148,7 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print)
                desc=ablation.name, dynamic_ncols=True)  # None: off when stderr is not a terminal
     say = echo if bar.disable else tqdm.write
     initial = {run.name: run_status(root / run.name) for run in ablation.runs}
-    with _sigterm_interrupts():
+    with _signals_interrupt():
         try:
             for run in ablation.runs:
                 result.outcome[run.name] = _one(run, root / run.name, bar, say, initial[run.name])
@@ -219,28 +160,38 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print)
 
 def _one(run: Run, run_dir: Path, bar, say, initial: str) -> str:
     """Run one run unless it is done, locked by another sweep, or failed in one meanwhile."""
-    if run_status(run_dir) == "done":
+    if run_status(run_dir) == Status.DONE:
         return "skipped-done"
-    lock = try_lock(run_dir)
+    lock = try_lock(run_dir, "unetlab ablate")
+    if lock is None and rundir.orphaned(run_dir):
+        say(f"{run.name}: waiting (up to {ORPHAN_WAIT_S:.0f} s) for the worker of a killed sweep, "
+            f"{rundir.describe_holder(run_dir)}, to checkpoint and exit")
+        try:
+            lock = rundir.lock(run_dir, "unetlab ablate", wait_s=ORPHAN_WAIT_S)
+        except UnetlabError:
+            lock = None
     if lock is None:
-        pids = holders(run_dir)
-        say(f"{run.name}: running elsewhere{f' (pid {pids[-1]})' if pids else ''}; skipped")
+        say(f"{run.name}: running elsewhere, {rundir.describe_holder(run_dir)}; skipped")
         return "elsewhere"
     try:
-        now = run_status(run_dir)
-        if now == "done":  # finished by another sweep just before we locked it
+        state = rundir.read_state(run_dir)
+        now = state.status
+        if now == Status.DONE:  # finished by another sweep just before we locked it
             return "skipped-done"
-        if now == "failed" and initial != "failed":  # another sweep ran it since we started: no retry
+        if now == Status.FAILED and initial != Status.FAILED:  # another sweep ran it since we started: no retry
             say(f"{run.name}: failed in another sweep meanwhile: {_reason(run_dir)}")
+            return "failed"
+        if now in (Status.CORRUPT, Status.CHANGED):
+            say(f"{run.name}: failed: {run_dir}: {state.reason}; delete the folder to rerun it")
             return "failed"
         if config_conflict(run_dir, run):
             say(f"{run.name}: failed: {run_dir} holds a run with a different config "
                 f"(the ablation changed); delete the folder to rerun it")
             return "failed"
-        if not (run_dir / rundir.CONFIG).is_file():
-            rundir.write_json(run_dir / rundir.CONFIG, run.config())
+        if state.config is None:
+            rundir.write_config(run_dir, run.config())
         start = last_step(run_dir)
-        rundir.write_json(run_dir / rundir.SUMMARY, {"status": "running", "step": start})  # not a stale verdict
+        rundir.write_summary(run_dir, {"status": "running", "step": start})  # not a stale verdict
 
         def poll():
             text = f"{run.name} step {last_step(run_dir)}"

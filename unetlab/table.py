@@ -13,6 +13,7 @@ import pandas as pd
 
 from . import rundir
 from .errors import UnetlabError
+from .rundir import Status
 
 ID_COLUMNS = ["ablation", "variant", "grid", "framework", "seed"]
 NUMBER_COLUMNS = ["params", "GFLOPs", "steps", "final loss", "best loss", "train img/s", "sample img/s",
@@ -35,30 +36,27 @@ def find_runs(root: Path) -> list[Path]:
 def run_row(run_dir: Path) -> dict:
     """One run's row; a run without figures yet reads its metrics so far."""
     from .metrics.fid import protocol
-    from .sweep import run_status
     from .train import summarize
 
     run_dir = Path(run_dir)
-    config = rundir.read_json(run_dir / rundir.CONFIG) or {}
+    state = rundir.read_state(run_dir)
+    config = state.config or {}
     run = config.get("run", {})
-    summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
-    records = rundir.read_jsonl(run_dir / rundir.METRICS)
+    summary, records = state.summary, state.records
     figures = summarize(run_dir, config.get("spec", {}), run.get("framework", "?"))
-    fid = summary.get("fid") or {}
-    status = run_status(run_dir)
-    if status in ("partial", "running"):
-        if status == "partial" and summary.get("status") == "interrupted":
-            status = "interrupted"
+    fid = summary.get("fid") if isinstance(summary.get("fid"), dict) else {}
+    status = str(state.status)
+    if state.status in (Status.PARTIAL, Status.RUNNING, Status.INTERRUPTED):
         total = ((config.get("spec") or {}).get("train") or {}).get("steps")
-        status += f" {records[-1]['step'] if records else 0}/{total}" if total else ""
-    if summary.get("status") in ("failed", "interrupted") and summary.get("reason"):
-        status += f": {summary['reason']}"
+        status += f" {state.step}/{total}" if total else ""
+    if state.reason:
+        status += f": {state.reason}"
     mem = summary.get("peak_mem", figures["peak_mem"])
     return {
         "ablation": run.get("ablation", run_dir.parent.name), "variant": run.get("variant", run_dir.name),
         "grid": run.get("grid_label", ""), "framework": run.get("framework"), "seed": run.get("seed"),
         "params": summary.get("params"), "GFLOPs": summary.get("gflops"),
-        "steps": summary.get("step") if status == "done" else (records[-1]["step"] if records else 0),
+        "steps": summary.get("step") if state.status == Status.DONE else state.step,
         "final loss": figures["final_loss"], "best loss": figures["best_loss"],
         "train img/s": figures["train_img_s"], "sample img/s": summary.get("sample_img_s"),
         "peak mem MiB": mem / 2**20 if mem else None, "FID": fid.get("value"),
@@ -164,17 +162,18 @@ def _sort(df: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def _leading_number(value):
-    """The mean of ``mean ± std`` cells (so grouped tables sort numerically)."""
-    if isinstance(value, str) and "±" in value:
+    """The mean of ``mean ± std (n=k)`` cells (so grouped tables sort numerically)."""
+    if isinstance(value, str) and ("±" in value or "(n=" in value):
         try:
-            return float(value.split("±")[0])
+            return float(value.split("±")[0].split("(n=")[0])
         except ValueError:
             return value
     return value
 
 
 def group_seeds(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per ablation/variant/grid/framework: mean ± std of the numbers over seeds."""
+    """One row per ablation/variant/grid/framework: ``mean ± std (n=k)`` of the numbers over seeds
+    (std: sample standard deviation; n: the seeds that have the number)."""
     keys = ["ablation", "variant", "grid", "framework"]
     rows = []
     for ident, part in df.groupby(keys, sort=False, dropna=False):
@@ -184,10 +183,12 @@ def group_seeds(df: pd.DataFrame) -> pd.DataFrame:
             values = pd.to_numeric(part[col], errors="coerce").dropna()
             if values.empty:
                 row[col] = None
-            elif len(values) == 1:
+            elif len(part) == 1:
                 row[col] = _fmt(values.iloc[0], col)
+            elif len(values) == 1:
+                row[col] = f"{_fmt(values.iloc[0], col)} (n=1)"
             else:
-                row[col] = f"{_fmt(values.mean(), col)} ± {_fmt(values.std(ddof=1), col)}"
+                row[col] = f"{_fmt(values.mean(), col)} ± {_fmt(values.std(ddof=1), col)} (n={len(values)})"
         protocols = sorted(set(part["FID protocol"]) - {""})
         row["FID protocol"] = ", ".join(protocols)
         statuses = part["status"].map(lambda s: str(s).split(":")[0].split(" ")[0])
@@ -234,5 +235,5 @@ def format_table(df: pd.DataFrame, fmt: str = "terminal") -> str:
         return tabulate(shown[keep], headers="keys", showindex=False, disable_numparse=True,
                         tablefmt="simple" if fmt == "terminal" else "github")
     if fmt == "latex":
-        return shown.to_latex(index=False)
+        return shown.to_latex(index=False, escape=True)
     raise UnetlabError(f"unknown format {fmt!r} (formats: terminal, markdown, csv, latex)")

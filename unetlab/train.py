@@ -2,11 +2,17 @@
 
 Everything random in a step -- the batch, its flips, the timesteps, the noise (with
 ``train.noise: host``) and the framework's own RNG (dropout) -- is seeded from
-``(seed, step)``, so a resumed run repeats exactly what an uninterrupted one does.
+``(seed, step)``, so a resumed run repeats exactly what an uninterrupted one does.  The
+checkpoint also holds the losses of the open log window, so the resumed run's metrics records
+are the uninterrupted run's too.  SIGINT and SIGTERM stop training after the current step with
+a checkpoint at that step.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -19,20 +25,14 @@ from .diffusion import make_schedule, sample_timesteps, training_loss
 from .errors import UnetlabError
 from .evaluator import PeriodicEvaluator
 from .frameworks import backend_for, check_run_section, ops_for
+from .loss_log import LossLog, best_loss, final_loss
 from .model import build_model
 from .spec import budget_steps, resolve_run_spec
-from .spec.run import configs_match
 from .weights import count_parameters, get_weights, set_weights
 
 
 class TrainingDiverged(UnetlabError):
     """The loss became NaN or infinite."""
-
-
-def smoothed_losses(records: list[dict], window: int = 5) -> list[float]:
-    """Running mean of the logged losses over ``window`` records."""
-    losses = [r["loss"] for r in records if r.get("loss") is not None]
-    return [float(np.mean(losses[max(0, i + 1 - window): i + 1])) for i in range(len(losses))]
 
 
 def _lr_at(train: dict, step: int) -> float:
@@ -57,7 +57,7 @@ class Trainer:
                           stacklevel=2)
         self.ops = ops_for(framework)
         self.run_dir = Path(run_dir)
-        self._write_config(identity or {})
+        rundir.claim_config(self.run_dir, run_config(self.spec, framework, self.seed, identity))
         m = self.spec["model"]
         self.images = load_dataset(self.spec["data"], m["image_size"], m["in_channels"], self.seed)
         self.batches = Batches(self.images, self.train["batch_size"], self.seed, self.spec["data"]["flip"])
@@ -77,19 +77,13 @@ class Trainer:
         self.evaluator = PeriodicEvaluator(self.spec, self.images)
         self.step = 0
         self.elapsed_before = 0.0  # training seconds of earlier sessions of this run
+        self.losses = LossLog()
+        self.window_seconds = 0.0  # seconds spent in the open log window before this session
+        self._stop_signal = None
         self._resume()
+        self._saved_step = self.step
 
     # -- run folder -------------------------------------------------------------------------
-    def _write_config(self, identity: dict) -> None:
-        config = {"spec": self.spec, "run": {"framework": self.framework, "seed": self.seed, **identity}}
-        path = self.run_dir / rundir.CONFIG
-        existing = rundir.read_json(path)
-        if existing is not None and not configs_match(existing, config):
-            raise UnetlabError(f"{self.run_dir}: holds a run with a different config; "
-                               f"use another run folder or delete this one")
-        if existing is None:
-            rundir.write_json(path, config)
-
     def _resume(self) -> None:
         last = self.run_dir / rundir.LAST
         if not last.is_file():
@@ -100,12 +94,19 @@ class Trainer:
         set_weights(self.ema, rundir.split_prefix(arrays, "ema"), f"checkpoint {last}")
         self.opt.load(rundir.split_prefix(arrays, "opt"))
         self.step = int(arrays["step"])
+        self.losses.load(rundir.split_prefix(arrays, "log"))
         rundir.keep_records_until(self.run_dir / rundir.METRICS, self.step)
         kept = rundir.read_jsonl(self.run_dir / rundir.METRICS)
-        self.elapsed_before = kept[-1]["elapsed"] if kept else 0.0
+        self.elapsed_before = (float(arrays["log/elapsed"]) if "log/elapsed" in arrays
+                               else kept[-1]["elapsed"] if kept else 0.0)
+        self.window_seconds = float(arrays.get("log/window_seconds", 0.0))
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, elapsed: float | None = None, window_seconds: float = 0.0) -> None:
+        """Write ``checkpoints/last.npz`` at the current step (with the open log window's losses)."""
         arrays = {"step": np.asarray(self.step)}
+        arrays.update(rundir.with_prefix("log", self.losses.state()))
+        arrays["log/elapsed"] = np.asarray(self.elapsed_before if elapsed is None else elapsed)
+        arrays["log/window_seconds"] = np.asarray(window_seconds)
         arrays.update(rundir.with_prefix("model", get_weights(self.model)))
         arrays.update(rundir.with_prefix("ema", get_weights(self.ema)))
         arrays.update(rundir.with_prefix("opt", self.opt.state()))
@@ -147,11 +148,20 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     def run(self, progress: bool = True, stop_after: int | None = None) -> dict:
         """Train to the budget (or ``stop_after`` more steps), then sample a grid and summarise."""
+        with self._signals_stop_training():
+            self._loop(progress, stop_after)
+        if self._stop_signal is not None:
+            raise KeyboardInterrupt(f"stopped by {signal.Signals(self._stop_signal).name} at step {self.step} "
+                                    f"(checkpointed)")
+        end = self.total_steps
+        return self.finish() if end is None or self.step >= end else self.partial_summary()
+
+    def _loop(self, progress: bool, stop_after: int | None) -> None:
         from tqdm.auto import tqdm
 
         b, train = self.backend, self.train
         metrics_path = self.run_dir / rundir.METRICS
-        rundir.write_json(self.run_dir / rundir.SUMMARY, {"status": "running", "step": self.step})
+        rundir.write_summary(self.run_dir, {"status": "running", "step": self.step})
         deadline = time.monotonic() + train["minutes"] * 60 if train["minutes"] is not None else None
         end = self.total_steps
         bar = tqdm(total=end, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True,
@@ -160,47 +170,81 @@ class Trainer:
         b.synchronize()
         started = time.perf_counter()
         last_log, pending, first_step_s = time.perf_counter(), [], None
+        window_seconds = self.window_seconds  # the open window's seconds in earlier sessions
         steps_this_call = 0
-        while (end is None or self.step < end) and (deadline is None or time.monotonic() < deadline):
+
+        def budget_left() -> bool:
+            return (end is None or self.step < end) and (deadline is None or time.monotonic() < deadline)
+
+        while budget_left() and self._stop_signal is None and steps_this_call != stop_after:
             loss, grad_norm = self.train_step()
             pending.append(loss)
             steps_this_call += 1
             if first_step_s is None:
                 b.synchronize()
                 first_step_s = time.perf_counter() - started
-            done = (end is not None and self.step >= end) or steps_this_call == stop_after
-            if self.step % train["log_every"] == 0 or done:
+            last = not budget_left()  # decided once: the last step logs and checkpoints
+            if self.step % train["log_every"] == 0 or last:  # the budget's end closes a window
                 b.synchronize()
                 now = time.perf_counter()
-                n = len(pending)
-                mean_loss = float(np.mean([b.item(x) for x in pending]))
+                self.losses.add(b.item(x) for x in pending)
+                mean_loss, n, trailing = self.losses.close_window()
                 if not math.isfinite(mean_loss):
                     raise TrainingDiverged(f"loss became {mean_loss} at step {self.step}")
-                record = {"step": self.step, "loss": mean_loss, "lr": _lr_at(train, self.step - 1),
-                          "grad_norm": b.item(grad_norm), "step_time": (now - last_log) / n,
-                          "img_s": n * train["batch_size"] / (now - last_log),
+                seconds = window_seconds + now - last_log
+                record = {"step": self.step, "loss": mean_loss, "trailing_loss": trailing,
+                          "lr": _lr_at(train, self.step - 1), "grad_norm": b.item(grad_norm),
+                          "step_time": seconds / n, "img_s": n * train["batch_size"] / seconds,
                           "peak_mem": b.peak_memory_bytes(), "elapsed": self.elapsed_before + now - started}
                 rundir.append_jsonl(metrics_path, [record])
-                bar.update(n)
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-                pending, last_log = [], now
+                bar.update(len(pending))
+                bar.set_postfix(loss=f"{trailing:.4f}")
+                pending, last_log, window_seconds = [], now, 0.0
             if self.evaluator.due(self.step):  # FID during training, off the training clock
                 paused = self.evaluator.run(self, self.elapsed_before + time.perf_counter() - started)
                 started, last_log = started + paused, last_log + paused
-            if self.step % train["checkpoint_every"] == 0 or done:
-                self.save_checkpoint()
-            if steps_this_call == stop_after:
+            if self.step % train["checkpoint_every"] == 0 or last:
+                self._checkpoint_now(pending, started, last_log, window_seconds)
+            if last:
                 break
         bar.close()
-        if pending or (self.step % train["checkpoint_every"]):
-            self.save_checkpoint()
+        if self.step != self._saved_step:  # stopped early (stop_after or a signal)
+            self._checkpoint_now(pending, started, last_log, window_seconds)
         self.first_step_s = first_step_s
-        return self.finish() if end is None or self.step >= end else self.partial_summary()
+
+    def _checkpoint_now(self, pending: list, started: float, last_log: float, window_seconds: float) -> None:
+        """Checkpoint with the open window's losses moved from ``pending`` (device values) into the log."""
+        b = self.backend
+        b.synchronize()
+        now = time.perf_counter()
+        self.losses.add(b.item(x) for x in pending)
+        pending.clear()
+        self.save_checkpoint(self.elapsed_before + now - started, window_seconds + now - last_log)
+        self._saved_step = self.step
+
+    @contextlib.contextmanager
+    def _signals_stop_training(self):
+        """SIGINT/SIGTERM end the loop after the current step (a second one stops at once)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum, frame):
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
 
     def partial_summary(self) -> dict:
         """The summary of a run stopped before its budget (resumable)."""
         summary = {"status": "partial", "step": self.step}
-        rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
+        rundir.write_summary(self.run_dir, summary)
         return summary
 
     def finish(self) -> dict:
@@ -217,42 +261,59 @@ class Trainer:
                         "params": count_parameters(self.model), "device": self.backend.device_name(),
                         "gflops": forward_gflops(self.spec["model"]),
                         "first_step_s": getattr(self, "first_step_s", None)})
-        rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
+        rundir.write_summary(self.run_dir, summary)
         return summary
 
 
 def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
     """Loss and speed figures from a run's metrics records."""
     records = rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
-    smooth = smoothed_losses(records)
-    timed = [r for r in records if r.get("img_s") is not None]  # not the score records
+    timed = [r for r in records if r.get("img_s")]  # not the score records
     speeds = [r["img_s"] for r in timed[1:]] or [r["img_s"] for r in timed]
     mems = [r["peak_mem"] for r in records if r.get("peak_mem") is not None]
     return {
         "framework": framework,
-        "final_loss": smooth[-1] if smooth else None,
-        "best_loss": min(smooth) if smooth else None,
+        "final_loss": final_loss(records),
+        "best_loss": best_loss(records),
         "train_img_s": float(np.median(speeds)) if speeds else None,
         "peak_mem": max(mems) if mems else None,
-        "train_s": records[-1]["elapsed"] if records else None,
+        "train_s": records[-1].get("elapsed") if records else None,
     }
+
+
+def run_config(spec: dict, framework: str, seed: int, identity: dict | None = None) -> dict:
+    """The run's ``config.json``: the resolved spec and the run's identity."""
+    return {"spec": spec, "run": {"framework": framework, "seed": seed, **(identity or {})}}
 
 
 def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = None, progress: bool = True,
               identity: dict | None = None, stop_after: int | None = None) -> dict:
-    """Train (or resume) the run in ``run_dir`` and return its summary.
+    """Train (or resume) the run in ``run_dir`` under its lock and return its summary.
 
-    A failure is recorded in ``summary.json`` (status ``failed`` and the reason) and re-raised.
+    A done run is left as it is (its summary is returned).  A run folder holding another
+    config, or held by another process, is refused before anything is written.  A failure is
+    recorded in ``summary.json`` (status ``failed`` and the reason; for a done run in
+    ``events.jsonl``) and re-raised.
     """
     run_dir = Path(run_dir)
-    try:
-        trainer = Trainer(spec, run_dir, framework, seed=seed, identity=identity)
-        return trainer.run(progress=progress, stop_after=stop_after)
-    except (Exception, KeyboardInterrupt) as exc:
-        if (run_dir / rundir.CONFIG).is_file():
+    spec = resolve_run_spec(spec)
+    seed = spec["train"]["seed"] if seed is None else seed
+    with rundir.hold(run_dir):
+        try:
+            rundir.claim_config(run_dir, run_config(spec, framework, seed, identity))
+        except rundir.ConfigChanged as exc:
+            rundir.record_event(run_dir, "rerun refused", reason=str(exc))
+            raise
+        state = rundir.read_state(run_dir)
+        if state.status == rundir.Status.DONE:
+            return state.summary
+        trainer = None
+        try:
+            trainer = Trainer(spec, run_dir, framework, seed=seed, identity=identity)
+            return trainer.run(progress=progress, stop_after=stop_after)
+        except (Exception, KeyboardInterrupt) as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            records = rundir.read_jsonl(run_dir / rundir.METRICS)
-            rundir.write_json(run_dir / rundir.SUMMARY, {"status": status, "reason": reason,
-                                                          "step": records[-1]["step"] if records else 0})
-        raise
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+            step = trainer.step if trainer is not None else rundir.last_step(run_dir)
+            rundir.write_summary(run_dir, {"status": status, "reason": reason, "step": step})
+            raise

@@ -43,7 +43,7 @@ def _record(run_dir: Path, status: str, exc: BaseException) -> None:
     summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
     summary.pop("phase", None)
     reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
-    rundir.write_json(run_dir / rundir.SUMMARY, {**summary, "status": status, "reason": reason})
+    rundir.write_summary(run_dir, {**summary, "status": status, "reason": reason})
 
 
 def work(run_dir: Path) -> dict:
@@ -56,11 +56,13 @@ def work(run_dir: Path) -> dict:
         raise UnetlabError(f"{run_dir}: not a run folder (no readable {rundir.CONFIG})")
     spec, run = config["spec"], config["run"]
     identity = {k: v for k, v in run.items() if k not in ("framework", "seed")}
+    if rundir.run_status(run_dir) == rundir.Status.DONE:
+        return rundir.read_state(run_dir).summary
     summary = train_run(spec, run_dir, run["framework"], seed=run["seed"], progress=False, identity=identity)
     if summary.get("status") != "done":
         return summary
     summary = {**summary, "status": "running", "phase": "evaluation"}
-    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    rundir.write_summary(run_dir, summary, reopen=True)  # not done until evaluated
     if spec["eval"]["fid_samples"] > 0:
         try:
             summary["fid"] = score_run(run_dir)
@@ -68,20 +70,16 @@ def work(run_dir: Path) -> dict:
             raise UnetlabError(str(exc) if str(exc).startswith("FID") else f"FID: {exc}") from None
     summary.pop("phase")
     summary["status"] = "done"
-    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    rundir.write_summary(run_dir, summary)
     return summary
 
 
 def _lock(run_dir: Path):
     """The run's lock: inherited from the sweep, or taken here when run by hand."""
-    from .sweep import LOCK_FD_ENV, try_lock
-
-    if os.environ.get(LOCK_FD_ENV):
-        return None
-    lock = try_lock(run_dir)
-    if lock is None:
-        raise UnetlabError(f"{run_dir}: the run is running elsewhere (its .lock is held)")
-    return lock
+    fd = os.environ.get(rundir.LOCK_FD_ENV)
+    if fd:
+        return rundir.adopt_lock(run_dir, int(fd), "unetlab worker")
+    return rundir.lock(run_dir, "unetlab worker")
 
 
 def main(argv=None) -> int:
@@ -91,9 +89,7 @@ def main(argv=None) -> int:
         return 2
     run_dir = Path(argv[0])
     signal.signal(signal.SIGTERM, _interrupt)
-    from .sweep import LOCK_FD_ENV
-
-    if os.environ.get(LOCK_FD_ENV):  # started by a sweep
+    if os.environ.get(rundir.LOCK_FD_ENV):  # started by a sweep
         _stop_when_orphaned(os.getppid())
     try:
         if not (run_dir / rundir.CONFIG).is_file():
@@ -114,9 +110,7 @@ def main(argv=None) -> int:
         traceback.print_exc()
         return 1
     finally:
-        if lock is not None:
-            from .sweep import release
-            release(lock)
+        lock.release()
 
 
 if __name__ == "__main__":

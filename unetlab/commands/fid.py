@@ -29,17 +29,10 @@ def add_parser(sub):
 
 def _score_run(args, run_dir: Path) -> dict:
     from ..metrics.fid import score_run
-    from ..sweep import release, try_lock
 
-    lock = try_lock(run_dir)
-    if lock is None:
-        raise UnetlabError(f"{run_dir}: the run is running elsewhere (its .lock is held); try again later")
-    try:
+    with rundir.hold(run_dir):
         record = score_run(run_dir, args.n, args.reference, args.mode, args.cache_dir, args.framework)
-        summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
-        rundir.write_json(run_dir / rundir.SUMMARY, {**summary, "fid": record})
-    finally:
-        release(lock)
+        rundir.update_summary(run_dir, fid=record)
     return record
 
 

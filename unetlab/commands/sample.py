@@ -64,6 +64,14 @@ def load_source(args):
 
 
 def run(args):
+    source = Path(args.source)
+    if source.is_dir() and (source / rundir.CONFIG).is_file():
+        with rundir.hold(source):  # nothing else writes the run while its samples are written into it
+            return _sample(args)
+    return _sample(args)
+
+
+def _sample(args):
     from ..model import build_model
     from ..sampling import generate, grid, save_png, save_samples, to_uint8
     from ..weights import set_weights

@@ -7,15 +7,20 @@ FORMATS = ("terminal", "markdown", "csv", "latex")
 
 
 def add_parser(sub):
+    from ..loss_log import FINAL_LOSS_HELP
+    from ..rundir import Status
+
     p = sub.add_parser("table", help="a table of the runs under a folder, and their loss plots; "
-                                     "or of a benchmark results file")
+                                     "or of a benchmark results file",
+                       description="One row per run: " + FINAL_LOSS_HELP + ". Status: "
+                                   + ", ".join(s.value for s in Status) + ".")
     p.add_argument("runs_dir", help="a runs folder, e.g. runs/<ablation> (searched recursively), or a "
                                     "benchmark results JSON file (unetlab bench --out, benchmarks/results/)")
     p.add_argument("--sort", metavar="COL", help="sort by this column (e.g. FID, 'final loss')")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="keep rows whose column (or resolved spec value, for a dotted key) KEY equals VALUE; "
                         "repeatable, e.g. framework=torch or train.lr=0.0002")
-    p.add_argument("--group", action="store_true", help="mean ± std over seeds")
+    p.add_argument("--group", action="store_true", help="one row per variant: mean ± std (n=seeds with a value) over seeds")
     p.add_argument("--format", choices=FORMATS, default="terminal")
     p.add_argument("--compare", metavar="COLUMN", help="framework: per variant, Jittor/PyTorch ratios of final "
                                                       "loss, train and sample img/s, peak memory and FID")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import rundir
+from ..loss_log import FINAL_LOSS_STEPS
 from ..spec import load_mapping, resolve_run_spec, set_dotted
 
 #: The original script's defaults: -T 1000, -BS 256, -epoch 150, -lr 1e-4.
@@ -47,8 +49,11 @@ def run(args):
     spec = resolve_run_spec(apply_overrides(load_mapping(args.spec, "run spec"), args))
     seed = spec["train"]["seed"] if args.seed is None else args.seed
     run_dir = Path(args.run or f"runs/train/{Path(args.spec).stem}-{args.framework}-s{seed}")
+    was_done = rundir.run_status(run_dir) == rundir.Status.DONE
     summary = train_run(spec, run_dir, args.framework, seed=seed, progress=not args.no_progress)
-    print(f"{run_dir}: {summary['status']} after {summary['step']} steps, "
-          f"final loss {summary.get('final_loss', float('nan')):.4f}, "
-          f"{summary.get('train_img_s') or 0:.1f} img/s; samples in {run_dir / 'samples.png'}")
+    loss = summary.get("final_loss")
+    print(f"{run_dir}: {summary['status']}{' already (nothing to train)' if was_done else ''} after "
+          f"{summary['step']} steps, final loss {'?' if loss is None else f'{loss:.4f}'} "
+          f"(mean of the last {FINAL_LOSS_STEPS} steps), {summary.get('train_img_s') or 0:.1f} img/s; "
+          f"samples in {run_dir / 'samples.png'}")
     return 0

@@ -36,6 +36,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import UnetlabError
+from ..files import atomic_write_text
 
 #: Jittor versions whose sources this overlay was written against.
 SUPPORTED_JITTOR_PREFIX = "1.3."
@@ -266,10 +267,7 @@ def write_if_changed(path: Path, text: str) -> bool:
             return False
     except (OSError, UnicodeDecodeError):
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return True
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from ..errors import UnetlabError
+from ..files import atomic_dir
 from . import jittor_cuda13
 
 #: The directory name Jittor looks for under ``<home>/.cache/jittor/mkl``.
@@ -68,20 +68,15 @@ def provide_system_onednn() -> str:
     system_lib = next((p for p in SYSTEM_ONEDNN_LIBS if os.path.exists(p)), None)
     if system_lib is None or not os.path.exists(os.path.join(SYSTEM_ONEDNN_INCLUDE, "dnnl.h")):
         return "missing"
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "lib").mkdir(parents=True)
-    (tmp / "include").mkdir()
-    (tmp / "lib" / "libmkldnn.so").symlink_to(system_lib)
-    for header in glob.glob(os.path.join(SYSTEM_ONEDNN_INCLUDE, "dnnl*.h*")):
-        (tmp / "include" / os.path.basename(header)).symlink_to(header)
-    oneapi = os.path.join(SYSTEM_ONEDNN_INCLUDE, "oneapi")
-    if os.path.isdir(oneapi):
-        (tmp / "include" / "oneapi").symlink_to(oneapi)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process won the race; its layout is equivalent
-        shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_dir(target) as tmp:  # another process may build the same layout at the same time
+        (tmp / "lib").mkdir()
+        (tmp / "include").mkdir()
+        (tmp / "lib" / "libmkldnn.so").symlink_to(system_lib)
+        for header in glob.glob(os.path.join(SYSTEM_ONEDNN_INCLUDE, "dnnl*.h*")):
+            (tmp / "include" / os.path.basename(header)).symlink_to(header)
+        oneapi = os.path.join(SYSTEM_ONEDNN_INCLUDE, "oneapi")
+        if os.path.isdir(oneapi):
+            (tmp / "include" / "oneapi").symlink_to(oneapi)
     return "system"
 
 
