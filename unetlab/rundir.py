@@ -32,9 +32,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a full disk says which file it could not write
         raise
 
 
@@ -97,8 +99,11 @@ def save_arrays(path: Path, arrays: dict) -> None:
 
 
 def load_arrays(path: Path) -> dict:
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    """The arrays of an ``.npz`` checkpoint; a missing, unreadable, truncated or corrupt file is a
+    one-line error naming it and the other checkpoints beside it."""
+    from .weights import load_checkpoint
+
+    return load_checkpoint(path)
 
 
 def split_prefix(arrays: dict, prefix: str) -> dict:

@@ -5,12 +5,14 @@ from pathlib import Path
 
 from .. import rundir
 from ..errors import UnetlabError
+from ..files import check_writable
+from .argtypes import at_least_two
 
 
 def add_parser(sub):
     p = sub.add_parser("fid", help="score a run (written into its summary.json) or a folder of images")
     p.add_argument("path", help="a run folder, or a folder of images (or holding samples.npz)")
-    p.add_argument("--n", type=int, help="images to generate or use (default: eval.fid_samples, else 10000; "
+    p.add_argument("--n", type=at_least_two, help="images to generate or use (default: eval.fid_samples, else 10000; "
                                          "a folder: all of its images)")
     p.add_argument("--reference", choices=("cifar10-train", "dataset"),
                    help="cifar10-train: Inception FID vs CIFAR-10 train statistics; dataset: FD-small against "
@@ -27,6 +29,7 @@ def _score_run(args, run_dir: Path) -> dict:
     from ..metrics.fid import score_run
     from ..sweep import release, try_lock
 
+    check_writable(run_dir, "run folder")  # the score goes into its summary.json: fail before sampling
     lock = try_lock(run_dir)
     if lock is None:
         raise UnetlabError(f"{run_dir}: the run is running elsewhere (its .lock is held); try again later")
