@@ -126,7 +126,7 @@ def check_available(data: dict) -> None:
 
 
 def _unreadable(path: Path, exc: BaseException) -> str:
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = str(exc).splitlines()[0].replace(f" {str(path)!r}", "") if str(exc) else type(exc).__name__
     return f"data.root: {path}: not a readable image ({detail}); fix or remove it"
 
 

@@ -37,5 +37,7 @@ def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Pa
         with tempfile.TemporaryFile(dir=folder, prefix=".unetlab-probe-"):
             pass
     except OSError as exc:
+        if exc.filename and Path(exc.filename).name.startswith(".unetlab-probe-"):
+            exc.filename = str(folder)  # name the folder, not the probe file
         raise UnetlabError(f"{what} {describe_os_error(exc)}") from None
     return folder

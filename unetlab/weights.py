@@ -119,6 +119,8 @@ def load_checkpoint(path) -> dict:
         raise UnetlabError(f"{path}: cannot read the checkpoint: {exc.strerror}") from None
     except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, KeyError, OSError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "pickled" in detail:  # numpy's word for "neither an .npz nor an .npy file"
+            detail = "not an .npz archive"
         raise UnetlabError(f"{path}: truncated or corrupt checkpoint ({detail}){_other_checkpoints(path)}") from None
 
 

@@ -189,9 +189,9 @@ def _check_model_against_run(spec: dict, prefix: str) -> None:
         raise UnetlabError(f"{prefix}model.in_channels: a folder dataset is read as grey (1) or RGB (3) "
                            f"images, the model takes {model['in_channels']}")
     if model["out_channels"] != model["in_channels"]:
-        raise UnetlabError(f"{prefix}model.out_channels: the network predicts a {diffusion['prediction']} "
-                           f"image with the data's {model['in_channels']} channel"
-                           f"{'s' if model['in_channels'] > 1 else ''}, got out_channels {model['out_channels']}")
+        raise UnetlabError(f"{prefix}model.out_channels: must equal model.in_channels ({model['in_channels']}): "
+                           f"the network predicts {diffusion['prediction']} with the images' channels, "
+                           f"got {model['out_channels']}")
     embedding = model["blocks"].get("time_embedding") or {}
     table = embedding.get("num_embeddings")
     if embedding.get("name") == "learned" and table is not None and table < diffusion["T"]:
