@@ -409,3 +409,14 @@ def test_unreadable_spec(finished, tmp_path):
     spec.chmod(0)
     assert_one_line(cli_without_override(["train", spec, "--run", tmp_path / "r"]),
                     f"{spec}: cannot read the YAML file: Permission denied")
+
+
+def test_merge_keys_may_be_overridden_but_written_keys_not_repeated():
+    from unetlab.errors import UnetlabError
+    from unetlab.spec.loading import parse_yaml
+
+    text = "base: &b {lr: 0.001, steps: 4}\nfast: {<<: *b, lr: 0.01}\n"
+    assert parse_yaml(text) == {"base": {"lr": 0.001, "steps": 4}, "fast": {"lr": 0.01, "steps": 4}}
+    with pytest.raises(UnetlabError, match=r"f.yaml: invalid YAML \(line 2, column 23\): duplicate key 'lr' "
+                                           r"\(first given on line 2\)"):
+        parse_yaml("base: &b {lr: 0.001}\nfast: {<<: *b, lr: 1, lr: 2}\n", "f.yaml")
