@@ -420,3 +420,14 @@ def test_merge_keys_may_be_overridden_but_written_keys_not_repeated():
     with pytest.raises(UnetlabError, match=r"f.yaml: invalid YAML \(line 2, column 23\): duplicate key 'lr' "
                                            r"\(first given on line 2\)"):
         parse_yaml("base: &b {lr: 0.001}\nfast: {<<: *b, lr: 1, lr: 2}\n", "f.yaml")
+
+
+def test_full_disk_while_sampling_names_the_file(run, tmp_path, capsys, monkeypatch):
+    import PIL.Image
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(PIL.Image.Image, "save", full)
+    refused(capsys, ["sample", run, "-n", "2", "--out", tmp_path / "out"],
+            f"{tmp_path / 'out' / '000000.png'}: no space left on device (free some space and rerun)")

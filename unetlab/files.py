@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import UnetlabError
@@ -41,3 +42,14 @@ def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Pa
             exc.filename = str(folder)  # name the folder, not the probe file
         raise UnetlabError(f"{what} {describe_os_error(exc)}") from None
     return folder
+
+
+@contextmanager
+def naming(path: str | os.PathLike):
+    """An OSError raised inside (a full disk while writing, say) names ``path`` if it named nothing."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise

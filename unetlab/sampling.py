@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .diffusion import ddim_sample, ddpm_sample, make_schedule
+from .files import naming
 from .frameworks import backend_for, check_run_section, ops_for
 
 
@@ -34,7 +35,8 @@ def save_png(image: np.ndarray, path: Path) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+    with naming(path):
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
 
 
 class _SamplingNetwork:
@@ -108,4 +110,5 @@ def save_samples(images: np.ndarray, folder: Path) -> None:
     u8 = to_uint8(images)
     for i, img in enumerate(u8):
         save_png(img, folder / f"{i:06d}.png")
-    np.savez_compressed(folder / "samples.npz", images=u8)
+    with naming(folder / "samples.npz"):
+        np.savez_compressed(folder / "samples.npz", images=u8)
