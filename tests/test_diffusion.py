@@ -1,6 +1,5 @@
 """Schedules and samplers: DDIM against an independent reading of Song et al. (2021, eq. 12),
 DDIM(eta=1, all T steps) == DDPM ancestral sampling, determinism, and both frameworks."""
-import math
 
 import numpy as np
 import pytest

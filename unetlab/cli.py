@@ -6,7 +6,9 @@ import importlib
 import os
 import sys
 
+from .commands.argtypes import OneLineParser
 from .errors import UnetlabError
+from .fs_errors import describe_os_error
 
 #: subcommand -> module in unetlab.commands providing ``add_parser(subparsers)`` and ``run(args)``
 COMMANDS = {
@@ -22,7 +24,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unetlab", description="A plugin-based U-Net lab for diffusion models.")
+    parser = OneLineParser(prog="unetlab", description="A plugin-based U-Net lab for diffusion models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         mod = importlib.import_module(f"unetlab.commands.{module}")
@@ -37,7 +39,7 @@ def main(argv=None) -> int:
     try:
         return args._run(args) or 0
     except UnetlabError as exc:
-        print(f"unetlab {args.command}: error: {exc}", file=sys.stderr)
+        print(f"unetlab {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"unetlab {args.command}: interrupted", file=sys.stderr)
@@ -45,6 +47,9 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a read-only folder, a full disk, an unreadable file: one line, no traceback
+        print(f"unetlab {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -111,22 +111,42 @@ def image_files(root: str | os.PathLike) -> list[Path]:
 
 def check_available(data: dict) -> None:
     """Fail early, in one line, when a resolved ``data`` section names images that are not there
-    (downloading CIFAR-10 first when that is allowed and possible)."""
+    or cannot be read (downloading CIFAR-10 first when that is allowed and possible)."""
     if data["dataset"] == "cifar10":
         ensure_cifar10(data["root"], data["download"])
     elif data["dataset"] == "folder":
-        image_files(data["root"])
+        from PIL import Image
+
+        for path in image_files(data["root"]):
+            try:
+                with Image.open(path) as img:
+                    img.verify()
+            except Exception as exc:  # noqa: BLE001 - PIL raises many types for a damaged file
+                raise UnetlabError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    detail = str(exc).splitlines()[0].replace(f" {str(path)!r}", "") if str(exc) else type(exc).__name__
+    return f"data.root: {path}: not a readable image ({detail}); fix or remove it"
+
+
+def read_image(path: Path, mode: str, image_size: int) -> np.ndarray:
+    """One image file as a uint8 array in ``mode`` (L or RGB) at ``image_size``; a damaged or
+    unreadable file is a one-line error naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert(mode).resize((image_size, image_size), Image.BILINEAR))
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for a damaged file
+        raise UnetlabError(_unreadable(path, exc)) from None
 
 
 def image_folder(root: str | os.PathLike, image_size: int, channels: int) -> np.ndarray:
     """Every image under ``root`` (recursively), resized to ``image_size``."""
-    from PIL import Image
-
     files = image_files(root)
     mode = "L" if channels == 1 else "RGB"
-    images = [np.asarray(Image.open(p).convert(mode).resize((image_size, image_size), Image.BILINEAR))
-              for p in files]
-    arr = np.stack(images)
+    arr = np.stack([read_image(p, mode, image_size) for p in files])
     if arr.ndim == 3:
         arr = arr[..., None]
     return _to_model_range(arr, 255.0)

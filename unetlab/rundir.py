@@ -102,8 +102,11 @@ def save_arrays(path: Path, arrays: dict) -> None:
 
 
 def load_arrays(path: Path) -> dict:
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    """The arrays of an ``.npz`` checkpoint; a missing, unreadable, truncated or corrupt file is a
+    one-line error naming it and the other checkpoints beside it."""
+    from .weights import load_checkpoint
+
+    return load_checkpoint(path)
 
 
 def split_prefix(arrays: dict, prefix: str) -> dict:

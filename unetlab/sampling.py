@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .diffusion import ddim_sample, ddpm_sample, make_schedule
+from .fs_errors import naming
 from .frameworks import backend_for, check_run_section, ops_for
 
 
@@ -38,7 +39,8 @@ def save_png(image: np.ndarray, path: Path) -> None:
 
     buf = io.BytesIO()
     Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, format="PNG")
-    atomic_write_bytes(Path(path), buf.getvalue())
+    with naming(path):
+        atomic_write_bytes(Path(path), buf.getvalue())
 
 
 class _SamplingNetwork:
@@ -118,4 +120,5 @@ def save_samples(images: np.ndarray, folder: Path) -> None:
 
     buf = io.BytesIO()
     np.savez_compressed(buf, images=u8)
-    atomic_write_bytes(folder / "samples.npz", buf.getvalue())
+    with naming(folder / "samples.npz"):
+        atomic_write_bytes(folder / "samples.npz", buf.getvalue())

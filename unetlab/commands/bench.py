@@ -7,21 +7,23 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from .argtypes import non_negative_int, positive_int, positive_int_list
+
 
 def add_parser(sub):
     p = sub.add_parser("bench", help="measure train/sample throughput of a spec across modes")
     p.add_argument("spec", help="preset name or model spec YAML")
     p.add_argument("--frameworks", default="torch,jittor", help="comma list (default torch,jittor)")
     p.add_argument("--precisions", default="fp32,tf32,bf16,fp16", help="comma list; unsupported ones are skipped")
-    p.add_argument("--batch-sizes", default="16", help="comma list (default 16)")
+    p.add_argument("--batch-sizes", type=positive_int_list, default=[16], help="comma list (default 16)")
     p.add_argument("--compile", default="off",
                    help="torch.compile modes, comma list of off, on (= default), both (= off,on), "
                         "reduce-overhead, max-autotune, max-autotune-no-cudagraphs (default off)")
     p.add_argument("--channels-last", default="auto", choices=("auto", "off", "on", "both"),
                    help="torch channels-last layout (auto: as training picks it when a spec leaves it "
                         "unset: on for the CPU and compiled models)")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per case")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps per case")
+    p.add_argument("--steps", type=positive_int, default=5, help="timed steps per case")
+    p.add_argument("--warmup", type=non_negative_int, default=2, help="untimed steps per case")
     p.add_argument("--out", help="write the rows as JSON and a markdown table (OUT.json, OUT.md)")
     return p
 
@@ -53,7 +55,7 @@ def run(args):
             Path(args.out + ".json").write_text(json.dumps(done, indent=1))
 
     rows = run_bench(args.spec, args.frameworks.split(","), args.precisions.split(","),
-                     [int(b) for b in args.batch_sizes.split(",")],
+                     args.batch_sizes,
                      compile_modes(args.compile), steps=args.steps, warmup=args.warmup, log=log,
                      channels_last={"auto": [None], "off": [False], "on": [True], "both": [False, True]}[args.channels_last])
     table = tabulate(rows, headers="keys", tablefmt="github")

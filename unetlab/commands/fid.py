@@ -7,13 +7,15 @@ from .. import rundir
 from ..errors import UnetlabError
 from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
+from ..fs_errors import check_writable
+from .argtypes import at_least_two
 
 
 def add_parser(sub):
     p = sub.add_parser("fid", help="score a run (written into its summary.json) or a folder of images")
     p.add_argument("path", help="a run folder, a folder of images (or holding samples.npz), or a diffusers "
                                 "UNet2DModel folder or hub id (sampled with DDIM first)")
-    p.add_argument("--n", type=int, help="images to generate or use (default: eval.fid_samples, else 10000; "
+    p.add_argument("--n", type=at_least_two, help="images to generate or use (default: eval.fid_samples, else 10000; "
                                          "a folder: all of its images)")
     p.add_argument("--reference", choices=("cifar10-train", "dataset"),
                    help="cifar10-train: Inception FID vs CIFAR-10 train statistics; dataset: FD-small against "
@@ -30,6 +32,7 @@ def add_parser(sub):
 def _score_run(args, run_dir: Path) -> dict:
     from ..metrics.fid import score_run
 
+    check_writable(run_dir, "run folder")  # the score goes into its summary.json: fail before sampling
     with rundir.hold(run_dir):
         record = score_run(run_dir, args.n, args.reference, args.mode, args.cache_dir, args.framework)
         rundir.update_summary(run_dir, fid=record)

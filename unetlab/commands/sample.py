@@ -5,10 +5,12 @@ from pathlib import Path
 
 from .. import rundir
 from ..errors import UnetlabError
+from ..fs_errors import check_writable
 from ..frameworks.torch_modes import COMPILE_MODES
 from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
 from ..spec import load_mapping, resolve_run_spec
+from .argtypes import non_negative_float, non_negative_int, positive_int
 
 
 def add_parser(sub):
@@ -16,19 +18,19 @@ def add_parser(sub):
     p.add_argument("source", help="a run folder, a weights .npz together with --spec, or a diffusers "
                                   "UNet2DModel folder or hub id (e.g. google/ddpm-cifar10-32)")
     p.add_argument("--spec", help="run spec YAML, when SOURCE is a weights file")
-    p.add_argument("-n", "--num", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("-n", "--num", type=positive_int, default=64, help="number of images (default 64)")
     p.add_argument("--sampler", choices=("ddim", "ddpm"))
-    p.add_argument("--steps", type=int, help="DDIM steps")
-    p.add_argument("--eta", type=float, help="DDIM eta")
+    p.add_argument("--steps", type=positive_int, help="DDIM steps")
+    p.add_argument("--eta", type=non_negative_float, help="DDIM eta (>= 0)")
     p.add_argument("--skip", choices=("uniform", "quadratic"))
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=positive_int, help="images per sampling batch")
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16", "fp16"), help="network precision")
     p.add_argument("--compile", choices=("off",) + COMPILE_MODES,
                    help="torch.compile the network with this mode (reduce-overhead: CUDA graphs)")
     p.add_argument("--channels-last", action="store_true", help="channels-last layout (torch)")
     p.add_argument("--framework", choices=("torch", "jittor"), help="default: the run's")
     p.add_argument("--no-ema", action="store_true", help="use the last training weights, not the EMA")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", help="output folder (default SOURCE_RUN/samples-<sampler>-<steps>)")
     return p
 
@@ -93,6 +95,7 @@ def _sample(args):
     set_weights(model, arrays, f"weights from {args.source}")
     s = spec["sample"]
     out = Path(args.out or out_base / f"samples-{s['sampler']}-{s['steps'] if s['sampler'] == 'ddim' else 'T'}")
+    check_writable(out)  # before sampling, not after
     images, timing = generate(model, spec, args.num, seed=args.seed)
     save_samples(images, out)
     save_png(grid(to_uint8(images)), out / "grid.png")

@@ -6,6 +6,7 @@ from pathlib import Path
 from .. import rundir
 from ..loss_log import FINAL_LOSS_STEPS
 from ..spec import load_mapping, resolve_run_spec, set_dotted
+from .argtypes import non_negative_int, positive_float, positive_int
 
 #: The original script's defaults: -T 1000, -BS 256, -epoch 150, -lr 1e-4.
 DEFAULT_EPOCHS = 150.0
@@ -14,14 +15,14 @@ DEFAULT_EPOCHS = 150.0
 def add_parser(sub):
     p = sub.add_parser("train", help="train a model from a run spec (YAML)")
     p.add_argument("spec", help="run spec YAML (model, diffusion, data, train, sample, eval sections)")
-    p.add_argument("-T", type=int, help="diffusion steps (default: the spec's, else 1000)")
-    p.add_argument("-BS", "--batch-size", dest="batch_size", type=int, help="batch size (default 256)")
-    p.add_argument("-epoch", "--epochs", dest="epochs", type=float,
+    p.add_argument("-T", type=positive_int, help="diffusion steps (default: the spec's, else 1000)")
+    p.add_argument("-BS", "--batch-size", dest="batch_size", type=positive_int, help="batch size (default 256)")
+    p.add_argument("-epoch", "--epochs", dest="epochs", type=positive_float,
                    help=f"epochs (default: the spec's budget, else {DEFAULT_EPOCHS:g})")
-    p.add_argument("-lr", type=float, help="learning rate (default 1e-4)")
-    p.add_argument("--steps", type=int, help="budget in steps instead of epochs")
+    p.add_argument("-lr", type=positive_float, help="learning rate (default 1e-4)")
+    p.add_argument("--steps", type=positive_int, help="budget in steps instead of epochs")
     p.add_argument("--framework", choices=("torch", "jittor"), default="torch")
-    p.add_argument("--seed", type=int, help="seed (default: train.seed)")
+    p.add_argument("--seed", type=non_negative_int, help="seed (default: train.seed)")
     p.add_argument("--run", help="run folder (default runs/train/<spec name>-<framework>-s<seed>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -43,12 +44,32 @@ def apply_overrides(raw: dict, args) -> dict:
     return raw
 
 
+def preflight(spec: dict, run_dir: Path, framework: str, seed: int) -> None:
+    """Refuse, before the run folder is touched, what would fail once training starts: data that
+    is missing or unreadable, a config.json that is not JSON, a folder that cannot be written.
+    (A folder holding another run is refused by ``train_run``, which records the refusal.)"""
+    from .. import rundir
+    from ..data import check_available
+    from ..errors import UnetlabError
+    from ..fs_errors import check_writable
+    from ..frameworks import check_run_section
+
+    check_run_section(framework, "train", spec["train"])
+    check_run_section(framework, "sample", spec["sample"])
+    check_available(spec["data"])
+    existing = rundir.read_json(run_dir / rundir.CONFIG)
+    if (run_dir / rundir.CONFIG).exists() and existing is None:
+        raise UnetlabError(f"{run_dir / rundir.CONFIG}: unreadable or not JSON; use another run folder")
+    check_writable(run_dir, "run folder")
+
+
 def run(args):
     from ..train import train_run
 
     spec = resolve_run_spec(apply_overrides(load_mapping(args.spec, "run spec"), args))
     seed = spec["train"]["seed"] if args.seed is None else args.seed
     run_dir = Path(args.run or f"runs/train/{Path(args.spec).stem}-{args.framework}-s{seed}")
+    preflight(spec, run_dir, args.framework, seed)
     was_done = rundir.run_status(run_dir) == rundir.Status.DONE
     summary = train_run(spec, run_dir, args.framework, seed=seed, progress=not args.no_progress)
     loss = summary.get("final_loss")

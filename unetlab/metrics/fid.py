@@ -217,6 +217,8 @@ def score_run(run_dir, n: int | None = None, reference: str | None = None, mode:
         raise UnetlabError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
     spec, run = resolve_run_spec(config["spec"]), config["run"]
     ev, sample = spec["eval"], spec["sample"]
+    if n is not None and n < 2:
+        raise UnetlabError(f"a Frechet distance needs at least 2 images, not {n}")
     n = n or ev["fid_samples"] or 10_000
     reference, mode = reference or ev["reference"], mode or ev["fid_mode"]
     cache_dir = cache_dir or ev["cache_dir"]
@@ -248,5 +250,14 @@ def load_folder(folder, n: int | None = None) -> np.ndarray:
     files = list_images(folder)[: n or None]
     if not files:
         raise UnetlabError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) and no samples.npz")
-    first = Image.open(files[0]).convert("RGB")
-    return np.stack([np.asarray(Image.open(p).convert("RGB").resize(first.size, Image.BICUBIC)) for p in files])
+    def read(path, size=None):
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                return img.resize(size, Image.BICUBIC) if size else img
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a damaged file
+            detail = str(exc).splitlines()[0].replace(f" {str(path)!r}", "") or type(exc).__name__
+            raise UnetlabError(f"{path}: not a readable image ({detail}); fix or remove it") from None
+
+    size = read(files[0]).size
+    return np.stack([np.asarray(read(p, size)) for p in files])

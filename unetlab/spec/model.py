@@ -1,7 +1,9 @@
 """The ``model`` section of a spec: the U-Net's shape and the block that fills each slot."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import UnetlabError
@@ -122,8 +124,16 @@ def resolve_model_spec(spec: Any, where: str = "model", registry: Registry | Non
     if isinstance(spec, ModelSpec):
         return spec
     registry = registry or get_registry()
+    if spec is None:
+        raise UnetlabError(f"{where}: no value (give a preset name such as ddpm, or a mapping of model keys)")
     if isinstance(spec, str) and spec in registry.presets:
         raw = {"preset": spec}
+    elif isinstance(spec, str) and not Path(spec).is_file():
+        raise UnetlabError(f"{where}: {spec!r} is neither a preset ({', '.join(sorted(registry.presets))}) "
+                           f"nor a model spec file")
+    elif not isinstance(spec, (str, os.PathLike, Mapping)):
+        raise UnetlabError(f"{where}: expected a preset name or a mapping of model keys, got "
+                           f"{type(spec).__name__} {spec!r}")
     else:
         raw = load_mapping(spec, "model spec")
         if "model" in raw and isinstance(raw["model"], Mapping):
@@ -176,6 +186,8 @@ def _check_shape(m: ModelSpec, where: str) -> None:
         raise UnetlabError(f"{where}.num_res_blocks: must be >= 0, got {m.num_res_blocks}")
     if not m.channel_mult or any(c <= 0 for c in m.channel_mult):
         raise UnetlabError(f"{where}.channel_mult: needs at least one positive multiplier, got {list(m.channel_mult)}")
+    if not m.norm_eps > 0:
+        raise UnetlabError(f"{where}.norm_eps: must be positive, got {m.norm_eps}")
     if not 0.0 <= m.dropout < 1.0:
         raise UnetlabError(f"{where}.dropout: must be in [0, 1), got {m.dropout}")
     if m.image_size % (2 ** (m.num_levels - 1)):

@@ -7,7 +7,10 @@ default filled in -- the resolved config recorded in each run folder.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Mapping
+
+import numpy as np
 
 from ..errors import UnetlabError
 from ..frameworks.torch_modes import COMPILE_MODES
@@ -96,6 +99,9 @@ EVAL = OptionSet((
            "(default: clean-fid's own cache)", nullable=True),
 ))
 
+#: Channels of the images each built-in dataset gives (a folder gives what the model asks).
+DATASET_CHANNELS = {"digits": 1, "cifar10": 3, "shapes": 3}
+
 SECTIONS = {"diffusion": DIFFUSION, "data": DATA, "train": TRAIN, "sample": SAMPLE, "eval": EVAL}
 TOP_LEVEL = ("model",) + tuple(SECTIONS)
 
@@ -117,20 +123,96 @@ def resolve_run_spec(spec: Any, where: str = "") -> dict:
     return out
 
 
+def _positive(value) -> bool:
+    return value > 0  # False for NaN too
+
+
+def _check_ranges(spec: dict, prefix: str) -> None:
+    """Every number in the run sections within its range (NaN and infinity are out of every range)."""
+    train, diffusion, sample, data, ev = (spec[k] for k in ("train", "diffusion", "sample", "data", "eval"))
+
+    def fail(key, text, value):
+        raise UnetlabError(f"{prefix}{key}: {text}, got {value}")
+
+    for key in ("batch_size", "lr", "log_every", "checkpoint_every"):
+        if not _positive(train[key]):
+            fail(f"train.{key}", "must be positive", train[key])
+    for key in ("steps", "epochs", "minutes"):
+        if train[key] is not None and not (_positive(train[key]) and math.isfinite(train[key])):
+            fail(f"train.{key}", "must be positive (a budget of at least one step)", train[key])
+    for key in ("warmup_steps", "ema_start", "seed"):
+        if train[key] < 0:
+            fail(f"train.{key}", "must be >= 0", train[key])
+    if not train["weight_decay"] >= 0:
+        fail("train.weight_decay", "must be >= 0", train["weight_decay"])
+    if train["grad_clip"] is not None and not (_positive(train["grad_clip"]) and math.isfinite(train["grad_clip"])):
+        fail("train.grad_clip", "must be positive (null: no clipping)", train["grad_clip"])
+    betas = train["betas"]
+    if len(betas) != 2:
+        fail("train.betas", "Adam takes two betas [beta1, beta2], e.g. [0.9, 0.999]", betas)
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            fail(f"train.betas[{i}]", "must be in [0, 1)", beta)
+    if not 0.0 <= train["ema_decay"] < 1.0:
+        fail("train.ema_decay", "must be in [0, 1)", train["ema_decay"])
+    for key in ("batch_size", "num_images"):
+        if not _positive(sample[key]):
+            fail(f"sample.{key}", "must be positive", sample[key])
+    if not (sample["eta"] >= 0 and math.isfinite(sample["eta"])):
+        fail("sample.eta", "must be >= 0 (0: deterministic DDIM, 1: DDPM-like)", sample["eta"])
+    if ev["fid_samples"] < 0 or ev["fid_samples"] == 1:
+        fail("eval.fid_samples", "must be 0 (no FID) or at least 2", ev["fid_samples"])
+    if data["limit"] is not None and not _positive(data["limit"]):
+        fail("data.limit", "must be positive (null: every image)", data["limit"])
+    if not _positive(data["num_images"]):
+        fail("data.num_images", "must be positive", data["num_images"])
+    if diffusion["T"] < 2:
+        fail("diffusion.T", "must be at least 2", diffusion["T"])
+    if not 0 < sample["steps"] <= diffusion["T"]:
+        fail("sample.steps", f"must be in 1..T={diffusion['T']}", sample["steps"])
+    if diffusion["schedule"] != "cosine":
+        for key in ("beta_start", "beta_end"):
+            if not 0.0 < diffusion[key] < 1.0:
+                fail(f"diffusion.{key}", "a beta must be in (0, 1)", diffusion[key])
+    from ..diffusion.schedules import make_betas
+
+    computed = make_betas(diffusion["schedule"], diffusion["T"], diffusion["beta_start"], diffusion["beta_end"])
+    bad = np.flatnonzero(~((computed > 0) & (computed < 1)))
+    if bad.size:
+        raise UnetlabError(f"{prefix}diffusion.schedule: the {diffusion['schedule']} schedule gives beta "
+                           f"{computed[bad[0]]:g} at t={bad[0]}, outside (0, 1)")
+
+
+def _check_model_against_run(spec: dict, prefix: str) -> None:
+    """The model fits the data it is trained on and the diffusion it is trained for."""
+    model, data, diffusion = spec["model"], spec["data"], spec["diffusion"]
+    channels = DATASET_CHANNELS.get(data["dataset"])
+    if channels is not None and model["in_channels"] != channels:
+        raise UnetlabError(f"{prefix}model.in_channels: the {data['dataset']} dataset has {channels} "
+                           f"channel{'s' if channels > 1 else ''}, the model takes {model['in_channels']}")
+    if data["dataset"] == "folder" and model["in_channels"] not in (1, 3):
+        raise UnetlabError(f"{prefix}model.in_channels: a folder dataset is read as grey (1) or RGB (3) "
+                           f"images, the model takes {model['in_channels']}")
+    if model["out_channels"] != model["in_channels"]:
+        raise UnetlabError(f"{prefix}model.out_channels: must equal model.in_channels ({model['in_channels']}): "
+                           f"the network predicts {diffusion['prediction']} with the images' channels, "
+                           f"got {model['out_channels']}")
+    embedding = model["blocks"].get("time_embedding") or {}
+    table = embedding.get("num_embeddings")
+    if embedding.get("name") == "learned" and table is not None and table < diffusion["T"]:
+        raise UnetlabError(f"{prefix}model.blocks.time_embedding.num_embeddings: the learned table has {table} "
+                           f"rows but diffusion.T {diffusion['T']} needs one per timestep 0..{diffusion['T'] - 1} "
+                           f"(set num_embeddings: {diffusion['T']})")
+
+
 def _check_consistency(spec: dict, prefix: str) -> None:
-    train, diffusion, sample = spec["train"], spec["diffusion"], spec["sample"]
+    train = spec["train"]
     budgets = [k for k in ("steps", "epochs", "minutes") if train[k] is not None]
     if len(budgets) > 1:
         raise UnetlabError(f"{prefix}train: give one budget of steps, epochs or minutes, not {' and '.join(budgets)}")
-    for key in ("batch_size", "lr", "log_every", "checkpoint_every", "adam_eps"):
-        if train[key] <= 0:
-            raise UnetlabError(f"{prefix}train.{key}: must be positive, got {train[key]}")
-    for key in ("warmup_steps", "weight_decay", "ema_start"):
-        if train[key] < 0:
-            raise UnetlabError(f"{prefix}train.{key}: must be at least 0, got {train[key]}")
-    if train["grad_clip"] is not None and train["grad_clip"] <= 0:
-        raise UnetlabError(f"{prefix}train.grad_clip: must be positive (or null: no clipping), "
-                           f"got {train['grad_clip']}")
+    _check_ranges(spec, prefix)
+    if not _positive(train["adam_eps"]):
+        raise UnetlabError(f"{prefix}train.adam_eps: must be positive, got {train['adam_eps']}")
     for section in ("train", "sample"):
         part = spec[section]
         if part["compile_mode"] != "default" and not part["compile"]:
@@ -140,18 +222,7 @@ def _check_consistency(spec: dict, prefix: str) -> None:
     if every is not None and (every <= 0 or spec["eval"]["fid_samples"] < 2):
         raise UnetlabError(f"{prefix}eval.every: needs a positive N and eval.fid_samples of at least 2 "
                            f"(got every={every}, fid_samples={spec['eval']['fid_samples']})")
-    if diffusion["T"] < 2:
-        raise UnetlabError(f"{prefix}diffusion.T: must be at least 2, got {diffusion['T']}")
-    if not 0 < sample["steps"] <= diffusion["T"]:
-        raise UnetlabError(f"{prefix}sample.steps: must be in 1..T={diffusion['T']}, got {sample['steps']}")
-    if not 0.0 <= train["ema_decay"] < 1.0:
-        raise UnetlabError(f"{prefix}train.ema_decay: must be in [0, 1), got {train['ema_decay']}")
-    if spec["data"]["dataset"] == "digits" and spec["model"]["in_channels"] != 1:
-        raise UnetlabError(f"{prefix}model.in_channels: the digits dataset has 1 channel, "
-                           f"the model takes {spec['model']['in_channels']}")
-    if spec["data"]["dataset"] in ("cifar10", "shapes") and spec["model"]["in_channels"] != 3:
-        raise UnetlabError(f"{prefix}model.in_channels: the {spec['data']['dataset']} dataset has 3 channels, "
-                           f"the model takes {spec['model']['in_channels']}")
+    _check_model_against_run(spec, prefix)
 
 
 def budget_steps(train: dict, dataset_size: int) -> int | None:
