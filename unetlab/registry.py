@@ -14,14 +14,17 @@ import pluggy
 
 from . import hookspecs
 from .errors import UnetlabError
+from .frameworks import FRAMEWORKS
 from .options import Option, OptionSet
+from .portable import PortableClass, portable
 
-SLOTS = ("resblock", "attention", "time_embedding", "downsample", "upsample")
-FRAMEWORKS = ("torch", "jittor")
+SLOTS = ("resblock", "attention", "time_embedding", "downsample", "upsample", "norm")
 
 #: An implementation reference: a class, ``"module:attr"``, or a zero-argument callable
 #: returning the class (so that a framework is imported only when its block is built).
 ImplRef = Any
+
+__all__ = ["FRAMEWORKS", "SLOTS", "BlockDef", "Registry", "get_registry", "make_plugin_manager", "portable"]
 
 
 @dataclass
@@ -39,6 +42,8 @@ class BlockDef:
     check: Callable[[dict, str], None] | None = field(default=None, compare=False)
 
     def __post_init__(self):
+        if isinstance(self.impls, PortableClass):
+            self.impls = self.impls.loaders()
         if self.slot not in SLOTS:
             raise UnetlabError(f"block {self.name!r}: unknown slot {self.slot!r} (slots: {', '.join(SLOTS)})")
         bad = sorted(set(self.impls) - set(FRAMEWORKS))
@@ -81,26 +86,6 @@ def _load_impl(ref: ImplRef) -> type:
     if callable(ref):
         return ref()
     raise UnetlabError(f"cannot load block implementation from {ref!r}")
-
-
-def portable(factory: Callable, frameworks: Iterable[str] = FRAMEWORKS) -> dict:
-    """Implementations for each framework from one ``factory(ops) -> class``.
-
-    ``ops`` is :mod:`unetlab.frameworks.torch_ops` or :mod:`unetlab.frameworks.jittor_ops`,
-    the thin layer vocabulary both frameworks share.  The class is built once per framework.
-    """
-    from .frameworks import ops_for
-
-    cache: dict[str, type] = {}
-
-    def loader(fw):
-        def load():
-            if fw not in cache:
-                cache[fw] = factory(ops_for(fw))
-            return cache[fw]
-        return load
-
-    return {fw: loader(fw) for fw in frameworks}
 
 
 class Registry:

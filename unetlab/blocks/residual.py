@@ -2,7 +2,11 @@
 optional resampling inside the block (BigGAN/ADM up and down blocks)."""
 from __future__ import annotations
 
+from einops import rearrange
+
 from ..options import Option
+from ..portable import portable
+from .contract import call_block
 
 RESBLOCK_OPTIONS = (
     Option("conditioning", str, "add", "how the time embedding enters: add after conv1 (DDPM) "
@@ -13,8 +17,9 @@ RESBLOCK_OPTIONS = (
 )
 
 
-def make_resblock(ops):
-    """The residual block class for ``ops``'s framework."""
+@portable
+def ResBlock(ops):
+    """GroupNorm-SiLU-conv twice with the time embedding in between, plus a shortcut."""
 
     class ResBlock(ops.Module):
         takes_time_embedding = True
@@ -49,17 +54,17 @@ def make_resblock(ops):
             return x
 
         def forward(self, x, emb):
-            h = ops.silu(self.norm1(x))
+            h = ops.silu(call_block(self.norm1, x, emb))
             if self.resample != "none":
                 h, x = self._resample(h), self._resample(x)
             h = self.conv1(h)
             e = self.temb_proj(ops.silu(emb))
-            e = e.reshape(e.shape[0], e.shape[1], 1, 1)
+            e = rearrange(e, "b c -> b c 1 1")
             if self.scale_shift:
                 scale, shift = ops.chunk(e, 2, dim=1)
-                h = self.norm2(h) * (scale + 1) + shift
+                h = call_block(self.norm2, h, emb) * (scale + 1) + shift
             else:
-                h = self.norm2(h + e)
+                h = call_block(self.norm2, h + e, emb)
             h = self.conv2(self.dropout(ops.silu(h)))
             if self.has_shortcut:
                 x = self.conv_shortcut(x) if hasattr(self, "conv_shortcut") else self.nin_shortcut(x)
@@ -69,17 +74,23 @@ def make_resblock(ops):
     return ResBlock
 
 
-def make_resample_resblock(direction: str):
-    """A factory for a residual block that resamples (``up`` or ``down``), for the up/down slots."""
+@portable
+def ResBlockDown(ops):
+    """The residual block, average-pooling inside (for the downsample slot)."""
 
-    def factory(ops):
-        base = make_resblock(ops)
+    class ResBlockDown(ResBlock.of(ops)):
+        def __init__(self, ctx, in_channels, out_channels, **options):
+            super().__init__(ctx, in_channels, out_channels, resample="down", **options)
 
-        class ResampleResBlock(base):
-            def __init__(self, ctx, in_channels, out_channels, **options):
-                super().__init__(ctx, in_channels, out_channels, resample=direction, **options)
+    return ResBlockDown
 
-        ResampleResBlock.__name__ = f"ResBlock{direction.capitalize()}"
-        return ResampleResBlock
 
-    return factory
+@portable
+def ResBlockUp(ops):
+    """The residual block, upsampling (nearest) inside (for the upsample slot)."""
+
+    class ResBlockUp(ResBlock.of(ops)):
+        def __init__(self, ctx, in_channels, out_channels, **options):
+            super().__init__(ctx, in_channels, out_channels, resample="up", **options)
+
+    return ResBlockUp

@@ -55,6 +55,17 @@ def backend_for(name: str):
     return importlib.import_module(f"unetlab.frameworks.{_check(name)}_backend")
 
 
+def prepare_jittor(device: str | None = None) -> str:
+    """Prepare Jittor's environment (offline, CPU or GPU) before a plain ``import jittor``.
+
+    unetlab does this itself when it first builds or runs anything in Jittor; call it only
+    when you import ``jittor`` yourself first.  Returns the one-line set-up summary.
+    """
+    from .jittor_runtime import prepare
+
+    return prepare(device)
+
+
 def framework_of(tensor) -> str:
     """``torch`` or ``jittor``, from a tensor's type."""
     module = type(tensor).__module__
