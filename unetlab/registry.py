@@ -6,6 +6,8 @@ entry-point group (``unetlab``) that third-party packages use.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
@@ -93,6 +95,8 @@ class Registry:
 
     def __init__(self, plugin_manager: pluggy.PluginManager):
         self.pm = plugin_manager
+        #: :class:`PluginFailure` of each plugin that could not be loaded
+        self.failures: list[PluginFailure] = list(getattr(plugin_manager, "unetlab_failures", []))
         self.blocks: dict[tuple[str, str], BlockDef] = {}
         self.presets: dict[str, dict] = {}
         preset_providers: dict[str, str] = {}
@@ -119,7 +123,8 @@ class Registry:
             raise UnetlabError(f"{prefix}unknown slot {slot!r} (slots: {', '.join(SLOTS)})")
         if (slot, name) not in self.blocks:
             valid = ", ".join(sorted(n for s, n in self.blocks if s == slot))
-            raise UnetlabError(f"{prefix}unknown {slot} block {name!r} (valid {slot} blocks: {valid})")
+            broken = "".join(f"; plugin {f.distribution} failed to load" for f in self.failures)
+            raise UnetlabError(f"{prefix}unknown {slot} block {name!r} (valid {slot} blocks: {valid}){broken}")
         return self.blocks[(slot, name)]
 
     def preset(self, name: str) -> dict:
@@ -132,9 +137,17 @@ class Registry:
 
 
 def _hook_results(pm: pluggy.PluginManager, hook: str):
-    """``(provider, result)`` of each plugin implementing ``hook``, in a stable order."""
-    impls = getattr(pm.hook, hook).get_hookimpls()
-    results = [(_provider_name(pm, impl.plugin_name, impl.plugin), impl.function()) for impl in impls]
+    """``(provider, result)`` of each plugin implementing ``hook``, in a stable order.
+
+    The hook is called through pluggy, once per implementing plugin (a subset caller holding
+    that plugin only), so that each result is credited to its provider.
+    """
+    plugins = pm.get_plugins()
+    results = []
+    for impl in getattr(pm.hook, hook).get_hookimpls():
+        others = [p for p in plugins if p is not impl.plugin]
+        for result in pm.subset_hook_caller(hook, remove_plugins=others)():
+            results.append((_provider_name(pm, impl.plugin_name, impl.plugin), result))
     return sorted(results, key=lambda r: r[0])
 
 
@@ -144,43 +157,119 @@ def _provider_name(pm: pluggy.PluginManager, plugin_name: str, plugin) -> str:
     return f"{dist} ({module})" if dist else module
 
 
-def make_plugin_manager(extra_plugins: Iterable = ()) -> pluggy.PluginManager:
-    """A plugin manager with every ``unetlab`` entry point loaded, plus ``extra_plugins``.
+#: Set (to anything but empty or 0) to load only unetlab's own blocks and the plugins named
+#: with ``-p`` (as pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``).
+DISABLE_AUTOLOAD_ENV = "UNETLAB_DISABLE_PLUGIN_AUTOLOAD"
+#: Comma-separated plugins to load (``NAME``) or skip (``no:NAME``): an entry-point name, a
+#: distribution name or, to load, a module.  ``unetlab -p NAME`` adds to it, so that the
+#: processes a command starts see the same plugins.
+PLUGINS_ENV = "UNETLAB_PLUGINS"
+BUILTIN_DISTRIBUTION = "unetlab"
 
-    Each entry point is registered under ``distribution:name``, so two packages that happen
-    to use the same entry-point name are both loaded (and any block they both provide is
-    reported as a duplicate) instead of one silently shadowing the other.
+
+@dataclass(frozen=True)
+class PluginSelection:
+    """Which third-party plugins to load: all (autoload) or only those named, minus those skipped."""
+
+    autoload: bool = True
+    named: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    @classmethod
+    def from_environment(cls, environ=None) -> "PluginSelection":
+        environ = os.environ if environ is None else environ
+        names = [n.strip() for n in environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+        return cls(autoload=environ.get(DISABLE_AUTOLOAD_ENV, "") in ("", "0"),
+                   named=tuple(n for n in names if not n.startswith("no:")),
+                   skipped=tuple(n[3:] for n in names if n.startswith("no:")))
+
+    def wants(self, dist_name: str, ep_name: str) -> bool:
+        if dist_name == BUILTIN_DISTRIBUTION:
+            return True
+        if {dist_name, ep_name} & set(self.skipped):
+            return False
+        return self.autoload or bool({dist_name, ep_name} & set(self.named))
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin entry point that could not be imported."""
+
+    distribution: str
+    entry_point: str
+    value: str
+    error: str
+
+    def __str__(self) -> str:
+        return (f"plugin {self.distribution} (entry point {self.entry_point} = {self.value}) failed to load, "
+                f"its blocks are unavailable: {self.error}")
+
+
+def make_plugin_manager(extra_plugins: Iterable = (), selection: PluginSelection | None = None
+                        ) -> pluggy.PluginManager:
+    """A plugin manager with the selected ``unetlab`` entry points loaded, plus ``extra_plugins``.
+
+    ``selection`` defaults to :meth:`PluginSelection.from_environment`.  Each entry point is
+    registered under ``distribution:name``, so two packages that happen to use the same
+    entry-point name are both loaded (and any block they both provide is reported as a
+    duplicate) instead of one silently shadowing the other.  An entry point that fails to
+    import is recorded in ``pm.unetlab_failures`` and skipped; a plugin named explicitly that
+    cannot be found or loaded is an error.
     """
     from importlib.metadata import distributions
 
+    selection = selection or PluginSelection.from_environment()
     pm = pluggy.PluginManager("unetlab")
     pm.add_hookspecs(hookspecs)
     pm.unetlab_dists = {}
-    seen = set()
+    pm.unetlab_failures = []
+    seen, found = set(), set()
     for dist in distributions():
         dist_name = dist.metadata["Name"]
         for ep in dist.entry_points:
             if ep.group != "unetlab" or (dist_name, ep.name) in seen:
                 continue
             seen.add((dist_name, ep.name))
+            found |= {dist_name, ep.name}
+            if not selection.wants(dist_name, ep.name):
+                continue
             name = f"{dist_name}:{ep.name}"
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin is one clear line
-                raise UnetlabError(f"plugin {name} ({ep.value}) failed to load: "
-                                   f"{type(exc).__name__}: {exc}") from None
+                failure = PluginFailure(dist_name, ep.name, ep.value, f"{type(exc).__name__}: {exc}".splitlines()[0])
+                if {dist_name, ep.name} & set(selection.named):
+                    raise UnetlabError(str(failure)) from None
+                pm.unetlab_failures.append(failure)
+                continue
             pm.register(plugin, name=name)
             pm.unetlab_dists[name] = dist_name
+    for module_name in selection.named:
+        if module_name not in found:
+            pm.register(_import_plugin_module(module_name), name=module_name)
     for plugin in extra_plugins:
         pm.register(plugin)
     return pm
 
 
+def _import_plugin_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise UnetlabError(f"plugin {name!r}: no unetlab entry point, distribution or module of that name "
+                           f"({type(exc).__name__}: {exc})") from None
+
+
 @lru_cache(maxsize=1)
 def get_registry() -> Registry:
-    """The process-wide registry (entry points are read once)."""
+    """The process-wide registry (entry points are read once).
+
+    A plugin that failed to load is reported once, one line on stderr; the rest works.
+    """
     registry = Registry(make_plugin_manager())
-    if not any(b.provider.startswith("unetlab (") for b in registry.blocks.values()):
+    if not any(b.provider.startswith(f"{BUILTIN_DISTRIBUTION} (") for b in registry.blocks.values()):
         raise UnetlabError("no built-in blocks found: install unetlab (pip install -e .) so that "
                            "its entry points are registered")
+    for failure in registry.failures:
+        print(f"unetlab: {failure}", file=sys.stderr)
     return registry
