@@ -40,8 +40,10 @@ def _hook_names() -> list[str]:
 
 
 def _unetlab_command() -> list[str]:
-    """The installed ``unetlab`` console script (``python -m unetlab.cli`` if it is not on PATH)."""
-    script = shutil.which("unetlab")
+    """The ``unetlab`` console script of this interpreter's environment (else the one on PATH,
+    else ``python -m unetlab.cli``)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "unetlab")
+    script = beside if os.path.isfile(beside) else shutil.which("unetlab")
     return [script] if script else [sys.executable, "-m", "unetlab.cli"]
 
 

@@ -139,13 +139,13 @@ class Registry:
 def _hook_results(pm: pluggy.PluginManager, hook: str):
     """``(provider, result)`` of each plugin implementing ``hook``, in a stable order.
 
-    The hook is called through pluggy, once per implementing plugin (a subset caller holding
-    that plugin only), so that each result is credited to its provider.
+    The hook is called through pluggy, once per implementing plugin (a subset caller without
+    the other implementations; wrappers stay), so that each result is credited to its provider.
     """
-    plugins = pm.get_plugins()
+    impls = [i for i in getattr(pm.hook, hook).get_hookimpls() if not (i.wrapper or i.hookwrapper)]
     results = []
-    for impl in getattr(pm.hook, hook).get_hookimpls():
-        others = [p for p in plugins if p is not impl.plugin]
+    for impl in impls:
+        others = [i.plugin for i in impls if i.plugin is not impl.plugin]
         for result in pm.subset_hook_caller(hook, remove_plugins=others)():
             results.append((_provider_name(pm, impl.plugin_name, impl.plugin), result))
     return sorted(results, key=lambda r: r[0])
@@ -246,7 +246,9 @@ def make_plugin_manager(extra_plugins: Iterable = (), selection: PluginSelection
             pm.unetlab_dists[name] = dist_name
     for module_name in selection.named:
         if module_name not in found:
-            pm.register(_import_plugin_module(module_name), name=module_name)
+            module = _import_plugin_module(module_name)
+            if not pm.is_registered(module):
+                pm.register(module, name=module_name)
     for plugin in extra_plugins:
         pm.register(plugin)
     return pm
