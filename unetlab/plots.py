@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import rundir
+from .frameworks import FRAMEWORKS
 from .train import smoothed_losses
 
 
@@ -89,7 +90,7 @@ def _plot_frameworks(curves: list, title: str, path: Path) -> Path | None:
     pairs = defaultdict(dict)
     for c in curves:
         pairs[(c["variant"], c["seed"])][c["framework"]] = c
-    both = {k: v for k, v in sorted(pairs.items()) if {"torch", "jittor"} <= set(v)}
+    both = {k: v for k, v in sorted(pairs.items()) if set(FRAMEWORKS) <= set(v)}
     if not both:
         return None
     fig, ax = _axes(title, "step")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..frameworks import FRAMEWORKS
 from ..spec import load_mapping, resolve_run_spec, set_dotted
 
 #: The original script's defaults: -T 1000, -BS 256, -epoch 150, -lr 1e-4.
@@ -18,7 +19,7 @@ def add_parser(sub):
                    help=f"epochs (default: the spec's budget, else {DEFAULT_EPOCHS:g})")
     p.add_argument("-lr", type=float, help="learning rate (default 1e-4)")
     p.add_argument("--steps", type=int, help="budget in steps instead of epochs")
-    p.add_argument("--framework", choices=("torch", "jittor"), default="torch")
+    p.add_argument("--framework", choices=FRAMEWORKS, default="torch")
     p.add_argument("--seed", type=int, help="seed (default: train.seed)")
     p.add_argument("--run", help="run folder (default runs/train/<spec name>-<framework>-s<seed>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -31,7 +31,13 @@ Embedding = nn.Embedding
 Identity = nn.Identity
 
 
-GroupNorm = nn.GroupNorm
+
+
+class GroupNorm(nn.GroupNorm):
+    """Jittor's GroupNorm, with ``forward`` as in PyTorch."""
+
+    def forward(self, x):
+        return nn.GroupNorm.execute(self, x)
 
 
 def Parameter(array: np.ndarray):
