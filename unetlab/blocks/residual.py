@@ -23,13 +23,13 @@ def ResBlock(ops):
 
     class ResBlock(ops.Module):
         takes_time_embedding = True
+        resample = "none"  # or down / up: resample inside the block (subclasses below)
 
         def __init__(self, ctx, in_channels, out_channels, *, conditioning="add", shortcut="conv1x1",
-                     zero_init=False, output_scale=1.0, resample="none"):
+                     zero_init=False, output_scale=1.0):
             super().__init__()
             self.scale_shift = conditioning == "scale_shift"
             self.output_scale = output_scale
-            self.resample = resample
             self.norm1 = ctx.norm(in_channels)
             self.conv1 = ops.Conv2d(in_channels, out_channels, 3, stride=1, padding=1)
             emb_out = 2 * out_channels if self.scale_shift else out_channels
@@ -79,8 +79,7 @@ def ResBlockDown(ops):
     """The residual block, average-pooling inside (for the downsample slot)."""
 
     class ResBlockDown(ResBlock.of(ops)):
-        def __init__(self, ctx, in_channels, out_channels, **options):
-            super().__init__(ctx, in_channels, out_channels, resample="down", **options)
+        resample = "down"
 
     return ResBlockDown
 
@@ -90,7 +89,6 @@ def ResBlockUp(ops):
     """The residual block, upsampling (nearest) inside (for the upsample slot)."""
 
     class ResBlockUp(ResBlock.of(ops)):
-        def __init__(self, ctx, in_channels, out_channels, **options):
-            super().__init__(ctx, in_channels, out_channels, resample="up", **options)
+        resample = "up"
 
     return ResBlockUp
