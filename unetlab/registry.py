@@ -26,7 +26,8 @@ SLOTS = ("resblock", "attention", "time_embedding", "downsample", "upsample", "n
 #: returning the class (so that a framework is imported only when its block is built).
 ImplRef = Any
 
-__all__ = ["FRAMEWORKS", "SLOTS", "BlockDef", "Registry", "get_registry", "make_plugin_manager", "portable"]
+__all__ = ["DISABLE_AUTOLOAD_ENV", "FRAMEWORKS", "PLUGINS_ENV", "SLOTS", "BlockDef", "PluginFailure", "PluginSelection",
+           "Registry", "get_registry", "make_plugin_manager", "portable"]
 
 
 @dataclass
