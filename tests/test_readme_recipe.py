@@ -55,7 +55,7 @@ def test_readme_plugin_recipe_installs_and_builds_in_both_frameworks(tmp_path):
     spec = tiny_model_spec(blocks={"attention": {"name": "gated", "gain": 0.5}})
     done = subprocess.run([sys.executable, "-c", CHECK, json.dumps(spec)], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=600)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["names"] == {"torch": "mypkg.blocks.Gated.torch", "jittor": "mypkg.blocks.Gated.jittor"}
     assert result["gain"] == 0.5
