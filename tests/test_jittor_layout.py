@@ -37,3 +37,20 @@ def test_batched_product_with_transposed_operand_as_on_the_gpu():
     a, b = (rng.standard_normal((3, 5, 4)).astype(np.float32) for _ in range(2))
     gpu_like = batched_matmul(jt.array(a), jt.array(b), transpose_b=True, itemwise=False)
     np.testing.assert_allclose(gpu_like.numpy(), a @ b.transpose(0, 2, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_einops_on_jittor_permutes_through_the_gather_path(monkeypatch):
+    """einops' Jittor backend permutes with ``permute``, so rearranges stay on the GPU there."""
+    import einops
+
+    from unetlab.frameworks import jittor_layout
+
+    calls = []
+    original = jittor_layout.permute
+    monkeypatch.setattr(jittor_layout, "permute", lambda x, axes, gather=None: calls.append(tuple(axes))
+                        or original(x, axes, gather=True))
+    x_np = np.arange(2 * 6 * 2 * 2, dtype=np.float32).reshape(2, 6, 2, 2)
+    out = einops.rearrange(jt.array(x_np), "b (h c) x y -> b h (x y) c", h=2)
+    expected = x_np.reshape(2, 2, 3, 4).transpose(0, 1, 3, 2)
+    np.testing.assert_array_equal(out.numpy(), expected)
+    assert calls, "einops did not permute through jittor_layout.permute"

@@ -16,7 +16,7 @@ import yaml
 import unetlab
 from unetlab import UnetlabError, build_model, hookspecs, resolve_model_spec
 from unetlab.blocks.contract import BuildContext
-from unetlab.blocks.residual import RESBLOCK_OPTIONS, make_resblock
+from unetlab.blocks.residual import RESBLOCK_OPTIONS, ResBlock
 from unetlab.frameworks import backend_for
 from unetlab.registry import (FRAMEWORKS, SLOTS, BlockDef, Registry, get_registry,
                               make_plugin_manager, portable)
@@ -28,6 +28,7 @@ BUILTIN_BLOCKS = {
     ("time_embedding", "fourier"), ("time_embedding", "learned"),
     ("downsample", "ddpm"), ("downsample", "conv"), ("downsample", "avgpool"), ("downsample", "resblock"),
     ("upsample", "ddpm"), ("upsample", "convtranspose"), ("upsample", "resblock"),
+    ("norm", "groupnorm"), ("norm", "rmsnorm"),
 }
 DDPM_PROVIDER = "unetlab (unetlab.plugins.ddpm)"
 EXAMPLE_PROVIDER = "unetlab-example-plugin (unetlab_example_plugin)"
@@ -39,8 +40,10 @@ def _hook_names() -> list[str]:
 
 
 def _unetlab_command() -> list[str]:
-    """The installed ``unetlab`` console script (``python -m unetlab.cli`` if it is not on PATH)."""
-    script = shutil.which("unetlab")
+    """The ``unetlab`` console script of this interpreter's environment (else the one on PATH,
+    else ``python -m unetlab.cli``)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "unetlab")
+    script = beside if os.path.isfile(beside) else shutil.which("unetlab")
     return [script] if script else [sys.executable, "-m", "unetlab.cli"]
 
 
@@ -77,11 +80,12 @@ def test_builtin_blocks_fill_every_slot_in_both_frameworks():
 
 def test_portable_builds_one_class_per_framework_against_its_ops():
     impls = portable(lambda ops: type(f"Block_{ops.NAME}", (ops.Module,), {}))
-    assert sorted(impls) == sorted(FRAMEWORKS)
+    assert impls.frameworks == FRAMEWORKS
     block = BlockDef("attention", "probe", impls)
+    assert sorted(block.impls) == sorted(FRAMEWORKS)
     torch_cls = block.implementation("torch")
     assert torch_cls.__name__ == "Block_torch"
-    assert block.implementation("torch") is torch_cls  # built once per framework
+    assert block.implementation("torch") is torch_cls is impls.torch  # built once per framework
     assert block.implementation("jittor").__name__ == "Block_jittor"
 
 
@@ -172,7 +176,7 @@ class _DuplicateDDPM:
 
     @unetlab.hookimpl
     def unetlab_blocks(self):
-        return [BlockDef("resblock", "ddpm", portable(make_resblock), RESBLOCK_OPTIONS)]
+        return [BlockDef("resblock", "ddpm", ResBlock, RESBLOCK_OPTIONS)]
 
 
 class _DuplicatePreset:
@@ -293,19 +297,17 @@ def test_heads_and_head_channels_together_are_rejected(make_tiny_spec):
 class _TorchOnly:
     @unetlab.hookimpl
     def unetlab_blocks(self):
-        from unetlab.blocks.attention import COMMON_OPTIONS, make_attention
-        return [BlockDef("attention", "torch_only", portable(make_attention, frameworks=("torch",)),
+        from unetlab.blocks.attention import COMMON_OPTIONS, Attention
+        return [BlockDef("attention", "torch_only", portable(Attention.factory, frameworks=("torch",)),
                          COMMON_OPTIONS, "single-head attention, PyTorch only")]
 
 
-def test_block_missing_a_framework_fails_clearly_on_build(monkeypatch, make_tiny_spec):
-    import unetlab.spec.model as spec_model
-
+def test_block_missing_a_framework_fails_clearly_on_build(make_tiny_spec):
     registry = Registry(make_plugin_manager(extra_plugins=[_TorchOnly()]))
     assert registry.block("attention", "torch_only").frameworks == ("torch",)
-    monkeypatch.setattr(spec_model, "get_registry", lambda: registry)
-    spec = make_tiny_spec(blocks={"attention": "torch_only"})
-    x, t = _inputs(spec)
+    # the spec carries the blocks of the registry it was resolved against to the build
+    spec = resolve_model_spec(make_tiny_spec(blocks={"attention": "torch_only"}), registry=registry)
+    x, t = _inputs(make_tiny_spec())
     assert _forward(build_model(spec, "torch"), "torch", x, t).shape == x.shape
     with pytest.raises(UnetlabError) as info:
         build_model(spec, "jittor")

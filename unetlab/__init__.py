@@ -15,14 +15,3 @@ __all__ = [
     "hookimpl", "load_ddpm_state_dict", "load_pretrained", "Option", "portable", "resolve_model_spec",
     "set_weights",
 ]
-
-# Jittor reads its environment at import time and crashes on machines with nvcc but no GPU:
-# settle its environment now (no import), so ``import unetlab; import jittor`` works too.
-# A problem found here (say, an unsupported Jittor) must not block PyTorch-only use: it is
-# raised again when Jittor is first asked for.
-from .frameworks import jittor_setup as _jittor_setup  # noqa: E402
-
-try:
-    _jittor_setup.prepare()
-except UnetlabError:
-    pass

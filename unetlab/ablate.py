@@ -20,7 +20,8 @@ from typing import Any, Mapping
 
 from .errors import UnetlabError
 from .frameworks import PRECISIONS, check_run_section
-from .registry import FRAMEWORKS, get_registry
+from .frameworks import FRAMEWORKS
+from .registry import get_registry
 from .spec import SECTIONS, deep_merge, expand_dotted, load_mapping, load_yaml, resolve_run_spec
 
 TOP_KEYS = ("name", "base", "variants", "grid", "seeds", "frameworks")

@@ -1,7 +1,7 @@
 """The hooks a unetlab plugin may implement.
 
 A plugin is any module or object with functions marked ``@unetlab.hookimpl`` and named as
-below.  unetlab's own blocks are plugins too: they are listed in the ``unetlab`` entry-point
+below; unetlab calls them through pluggy (so hook wrappers see every call).  unetlab's own blocks are plugins too: they are listed in the ``unetlab`` entry-point
 group of unetlab's ``pyproject.toml``, exactly as a third-party package lists its own::
 
     [project.entry-points.unetlab]
@@ -19,9 +19,10 @@ hookimpl = pluggy.HookimplMarker("unetlab")
 def unetlab_blocks():
     """Return a list of :class:`unetlab.registry.BlockDef`, the blocks this plugin provides.
 
-    Each block names its slot (``resblock``, ``attention``, ``time_embedding``, ``downsample``
-    or ``upsample``), its name, its declared options and one implementation per framework.
-    A slot and name pair may be provided by one plugin only.
+    Each block names its slot (``resblock``, ``attention``, ``time_embedding``, ``downsample``,
+    ``upsample`` or ``norm``), its name, its declared options and one implementation per
+    framework (typically a :func:`unetlab.portable` class; the contract a block fulfils is in
+    :mod:`unetlab.blocks.contract`).  A slot and name pair may be provided by one plugin only.
     """
 
 

@@ -1,8 +1,8 @@
 """``build_model``: a spec in, a framework-native U-Net out."""
 from __future__ import annotations
 
-from .blocks.unet import unet_class
-from .frameworks import backend_for, ops_for
+from .blocks.unet import UNet
+from .frameworks import backend_for
 from .spec.model import ModelSpec, resolve_model_spec
 from .weights import init_weights
 
@@ -16,6 +16,6 @@ def build_model(spec="ddpm", framework: str = "torch", seed: int = 0, device: bo
     spec is recorded as ``model.unetlab_config``.
     """
     resolved: ModelSpec = resolve_model_spec(spec)
-    model = unet_class(ops_for(framework))(resolved, framework)
+    model = UNet.in_framework(framework)(resolved, framework)
     init_weights(model, seed)
     return backend_for(framework).prepare_model(model) if device else model

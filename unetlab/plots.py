@@ -14,6 +14,7 @@ import numpy as np
 
 from . import rundir
 from .loss_log import debiased_ema
+from .frameworks import FRAMEWORKS
 
 
 def cumulative_elapsed(records: list[dict]) -> np.ndarray:
@@ -96,7 +97,7 @@ def _plot_frameworks(curves: list, title: str, path: Path) -> Path | None:
     pairs = defaultdict(dict)
     for c in curves:
         pairs[(c["variant"], c["seed"])][c["framework"]] = c
-    both = {k: v for k, v in sorted(pairs.items()) if {"torch", "jittor"} <= set(v)}
+    both = {k: v for k, v in sorted(pairs.items()) if set(FRAMEWORKS) <= set(v)}
     if not both:
         return None
     fig, ax = _axes(title, "step")

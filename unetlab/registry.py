@@ -6,6 +6,8 @@ entry-point group (``unetlab``) that third-party packages use.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping
@@ -14,14 +16,18 @@ import pluggy
 
 from . import hookspecs
 from .errors import UnetlabError
+from .frameworks import FRAMEWORKS
 from .options import Option, OptionSet
+from .portable import PortableClass, portable
 
-SLOTS = ("resblock", "attention", "time_embedding", "downsample", "upsample")
-FRAMEWORKS = ("torch", "jittor")
+SLOTS = ("resblock", "attention", "time_embedding", "downsample", "upsample", "norm")
 
 #: An implementation reference: a class, ``"module:attr"``, or a zero-argument callable
 #: returning the class (so that a framework is imported only when its block is built).
 ImplRef = Any
+
+__all__ = ["DISABLE_AUTOLOAD_ENV", "FRAMEWORKS", "PLUGINS_ENV", "SLOTS", "BlockDef", "PluginFailure", "PluginSelection",
+           "Registry", "get_registry", "make_plugin_manager", "portable"]
 
 
 @dataclass
@@ -39,6 +45,8 @@ class BlockDef:
     check: Callable[[dict, str], None] | None = field(default=None, compare=False)
 
     def __post_init__(self):
+        if isinstance(self.impls, PortableClass):
+            self.impls = self.impls.loaders()
         if self.slot not in SLOTS:
             raise UnetlabError(f"block {self.name!r}: unknown slot {self.slot!r} (slots: {', '.join(SLOTS)})")
         bad = sorted(set(self.impls) - set(FRAMEWORKS))
@@ -83,31 +91,13 @@ def _load_impl(ref: ImplRef) -> type:
     raise UnetlabError(f"cannot load block implementation from {ref!r}")
 
 
-def portable(factory: Callable, frameworks: Iterable[str] = FRAMEWORKS) -> dict:
-    """Implementations for each framework from one ``factory(ops) -> class``.
-
-    ``ops`` is :mod:`unetlab.frameworks.torch_ops` or :mod:`unetlab.frameworks.jittor_ops`,
-    the thin layer vocabulary both frameworks share.  The class is built once per framework.
-    """
-    from .frameworks import ops_for
-
-    cache: dict[str, type] = {}
-
-    def loader(fw):
-        def load():
-            if fw not in cache:
-                cache[fw] = factory(ops_for(fw))
-            return cache[fw]
-        return load
-
-    return {fw: loader(fw) for fw in frameworks}
-
-
 class Registry:
     """Every block and preset the installed plugins provide."""
 
     def __init__(self, plugin_manager: pluggy.PluginManager):
         self.pm = plugin_manager
+        #: :class:`PluginFailure` of each plugin that could not be loaded
+        self.failures: list[PluginFailure] = list(getattr(plugin_manager, "unetlab_failures", []))
         self.blocks: dict[tuple[str, str], BlockDef] = {}
         self.presets: dict[str, dict] = {}
         preset_providers: dict[str, str] = {}
@@ -134,7 +124,8 @@ class Registry:
             raise UnetlabError(f"{prefix}unknown slot {slot!r} (slots: {', '.join(SLOTS)})")
         if (slot, name) not in self.blocks:
             valid = ", ".join(sorted(n for s, n in self.blocks if s == slot))
-            raise UnetlabError(f"{prefix}unknown {slot} block {name!r} (valid {slot} blocks: {valid})")
+            broken = "".join(f"; plugin {f.distribution} failed to load" for f in self.failures)
+            raise UnetlabError(f"{prefix}unknown {slot} block {name!r} (valid {slot} blocks: {valid}){broken}")
         return self.blocks[(slot, name)]
 
     def preset(self, name: str) -> dict:
@@ -147,9 +138,17 @@ class Registry:
 
 
 def _hook_results(pm: pluggy.PluginManager, hook: str):
-    """``(provider, result)`` of each plugin implementing ``hook``, in a stable order."""
-    impls = getattr(pm.hook, hook).get_hookimpls()
-    results = [(_provider_name(pm, impl.plugin_name, impl.plugin), impl.function()) for impl in impls]
+    """``(provider, result)`` of each plugin implementing ``hook``, in a stable order.
+
+    The hook is called through pluggy, once per implementing plugin (a subset caller without
+    the other implementations; wrappers stay), so that each result is credited to its provider.
+    """
+    impls = [i for i in getattr(pm.hook, hook).get_hookimpls() if not (i.wrapper or i.hookwrapper)]
+    results = []
+    for impl in impls:
+        others = [i.plugin for i in impls if i.plugin is not impl.plugin]
+        for result in pm.subset_hook_caller(hook, remove_plugins=others)():
+            results.append((_provider_name(pm, impl.plugin_name, impl.plugin), result))
     return sorted(results, key=lambda r: r[0])
 
 
@@ -159,43 +158,121 @@ def _provider_name(pm: pluggy.PluginManager, plugin_name: str, plugin) -> str:
     return f"{dist} ({module})" if dist else module
 
 
-def make_plugin_manager(extra_plugins: Iterable = ()) -> pluggy.PluginManager:
-    """A plugin manager with every ``unetlab`` entry point loaded, plus ``extra_plugins``.
+#: Set (to anything but empty or 0) to load only unetlab's own blocks and the plugins named
+#: with ``-p`` (as pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``).
+DISABLE_AUTOLOAD_ENV = "UNETLAB_DISABLE_PLUGIN_AUTOLOAD"
+#: Comma-separated plugins to load (``NAME``) or skip (``no:NAME``): an entry-point name, a
+#: distribution name or, to load, a module.  ``unetlab -p NAME`` adds to it, so that the
+#: processes a command starts see the same plugins.
+PLUGINS_ENV = "UNETLAB_PLUGINS"
+BUILTIN_DISTRIBUTION = "unetlab"
 
-    Each entry point is registered under ``distribution:name``, so two packages that happen
-    to use the same entry-point name are both loaded (and any block they both provide is
-    reported as a duplicate) instead of one silently shadowing the other.
+
+@dataclass(frozen=True)
+class PluginSelection:
+    """Which third-party plugins to load: all (autoload) or only those named, minus those skipped."""
+
+    autoload: bool = True
+    named: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
+
+    @classmethod
+    def from_environment(cls, environ=None) -> "PluginSelection":
+        environ = os.environ if environ is None else environ
+        names = [n.strip() for n in environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+        return cls(autoload=environ.get(DISABLE_AUTOLOAD_ENV, "") in ("", "0"),
+                   named=tuple(n for n in names if not n.startswith("no:")),
+                   skipped=tuple(n[3:] for n in names if n.startswith("no:")))
+
+    def wants(self, dist_name: str, ep_name: str) -> bool:
+        if dist_name == BUILTIN_DISTRIBUTION:
+            return True
+        if {dist_name, ep_name} & set(self.skipped):
+            return False
+        return self.autoload or bool({dist_name, ep_name} & set(self.named))
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin entry point that could not be imported."""
+
+    distribution: str
+    entry_point: str
+    value: str
+    error: str
+
+    def __str__(self) -> str:
+        return (f"plugin {self.distribution} (entry point {self.entry_point} = {self.value}) failed to load, "
+                f"its blocks are unavailable: {self.error}")
+
+
+def make_plugin_manager(extra_plugins: Iterable = (), selection: PluginSelection | None = None
+                        ) -> pluggy.PluginManager:
+    """A plugin manager with the selected ``unetlab`` entry points loaded, plus ``extra_plugins``.
+
+    ``selection`` defaults to :meth:`PluginSelection.from_environment`.  Each entry point is
+    registered under ``distribution:name``, so two packages that happen to use the same
+    entry-point name are both loaded (and any block they both provide is reported as a
+    duplicate) instead of one silently shadowing the other.  An entry point that fails to
+    import is recorded in ``pm.unetlab_failures`` and skipped; a plugin named explicitly that
+    cannot be found or loaded is an error.
     """
     from importlib.metadata import distributions
 
+    selection = selection or PluginSelection.from_environment()
     pm = pluggy.PluginManager("unetlab")
     pm.add_hookspecs(hookspecs)
     pm.unetlab_dists = {}
-    seen = set()
+    pm.unetlab_failures = []
+    seen, found = set(), set()
     for dist in distributions():
         dist_name = dist.metadata["Name"]
         for ep in dist.entry_points:
             if ep.group != "unetlab" or (dist_name, ep.name) in seen:
                 continue
             seen.add((dist_name, ep.name))
+            found |= {dist_name, ep.name}
+            if not selection.wants(dist_name, ep.name):
+                continue
             name = f"{dist_name}:{ep.name}"
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin is one clear line
-                raise UnetlabError(f"plugin {name} ({ep.value}) failed to load: "
-                                   f"{type(exc).__name__}: {exc}") from None
+                failure = PluginFailure(dist_name, ep.name, ep.value, f"{type(exc).__name__}: {exc}".splitlines()[0])
+                if {dist_name, ep.name} & set(selection.named):
+                    raise UnetlabError(str(failure)) from None
+                pm.unetlab_failures.append(failure)
+                continue
             pm.register(plugin, name=name)
             pm.unetlab_dists[name] = dist_name
+    for module_name in selection.named:
+        if module_name not in found:
+            module = _import_plugin_module(module_name)
+            if not pm.is_registered(module):
+                pm.register(module, name=module_name)
     for plugin in extra_plugins:
         pm.register(plugin)
     return pm
 
 
+def _import_plugin_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise UnetlabError(f"plugin {name!r}: no unetlab entry point, distribution or module of that name "
+                           f"({type(exc).__name__}: {exc})") from None
+
+
 @lru_cache(maxsize=1)
 def get_registry() -> Registry:
-    """The process-wide registry (entry points are read once)."""
+    """The process-wide registry (entry points are read once).
+
+    A plugin that failed to load is reported once, one line on stderr; the rest works.
+    """
     registry = Registry(make_plugin_manager())
-    if not any(b.provider.startswith("unetlab (") for b in registry.blocks.values()):
+    if not any(b.provider.startswith(f"{BUILTIN_DISTRIBUTION} (") for b in registry.blocks.values()):
         raise UnetlabError("no built-in blocks found: install unetlab (pip install -e .) so that "
                            "its entry points are registered")
+    for failure in registry.failures:
+        print(f"unetlab: {failure}", file=sys.stderr)
     return registry

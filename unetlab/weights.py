@@ -134,3 +134,23 @@ def _other_checkpoints(path: Path) -> str:
     if not others:
         return "; no other checkpoint in its folder"
     return "; other checkpoints here (newest first): " + ", ".join(str(p) for p in others)
+
+
+def run_weights(run_dir, ema: bool = True) -> tuple:
+    """``(path, arrays)``: the weights of a run folder to sample from.
+
+    ``ema``: the final EMA weights (``checkpoints/ema.npz``), else the EMA inside the resumable
+    checkpoint of a run still training; otherwise the model's own last weights.
+    """
+    from pathlib import Path
+
+    from . import rundir
+
+    run_dir = Path(run_dir)
+    if ema and (run_dir / rundir.EMA).is_file():
+        return run_dir / rundir.EMA, rundir.load_arrays(run_dir / rundir.EMA)
+    path = run_dir / rundir.LAST
+    if not path.is_file():
+        wanted = f"{rundir.EMA} and {rundir.LAST}" if ema else rundir.LAST
+        raise UnetlabError(f"{run_dir}: no weights yet ({wanted} missing)")
+    return path, rundir.split_prefix(rundir.load_arrays(path), "ema" if ema else "model")

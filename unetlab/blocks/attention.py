@@ -2,8 +2,12 @@
 projections named as in DDPM (``norm``, ``q``, ``k``, ``v``, ``proj_out``)."""
 from __future__ import annotations
 
+from einops import rearrange
+
 from ..errors import UnetlabError
 from ..options import Option
+from ..portable import portable
+from .contract import call_block
 
 COMMON_OPTIONS = (
     Option("fp32_softmax", bool, False, "softmax in float32 under mixed precision (PyTorch: the whole "
@@ -38,8 +42,9 @@ def num_heads(channels: int, heads: int | None, head_channels: int | None) -> in
     return heads
 
 
-def make_attention(ops):
-    """The attention block class for ``ops``'s framework."""
+@portable
+def Attention(ops):
+    """Self-attention over the pixels, single- or multi-head, added to its input."""
 
     class Attention(ops.Module):
         takes_time_embedding = False
@@ -57,15 +62,13 @@ def make_attention(ops):
             self.proj_out = ops.Conv2d(in_channels, in_channels, 1)
 
         def _split(self, x):
-            b, c, hh, ww = x.shape
-            return x.reshape(b, self.heads, c // self.heads, hh * ww).permute(0, 1, 3, 2)
+            return rearrange(x, "b (heads c) h w -> b heads (h w) c", heads=self.heads)
 
         def forward(self, x):
-            b, c, hh, ww = x.shape
-            h = self.norm(x)
+            h = call_block(self.norm, x, None)
             q, k, v = self._split(self.q(h)), self._split(self.k(h)), self._split(self.v(h))
             out = ops.attention(q, k, v, fp32_softmax=self.fp32_softmax, fused=self.fused)
-            out = out.permute(0, 1, 3, 2).reshape(b, c, hh, ww)
+            out = rearrange(out, "b heads (h w) c -> b (heads c) h w", h=x.shape[2])
             return x + self.proj_out(out)
 
     return Attention

@@ -1,30 +1,44 @@
 """Down- and upsampling blocks that keep the channel count."""
 from __future__ import annotations
 
-
-def make_conv_down(asymmetric: bool):
-    """Stride-2 3x3 conv: DDPM's (pad right/bottom only) or symmetric padding 1."""
-
-    def factory(ops):
-        class ConvDown(ops.Module):
-            takes_time_embedding = False
-
-            def __init__(self, ctx, in_channels, out_channels):
-                super().__init__()
-                self.conv = ops.Conv2d(in_channels, out_channels, 3, stride=2, padding=0 if asymmetric else 1)
-
-            def forward(self, x):
-                if asymmetric:
-                    x = ops.pad(x, (0, 1, 0, 1))
-                return self.conv(x)
-
-        ConvDown.__name__ = "AsymmetricConvDown" if asymmetric else "ConvDown"
-        return ConvDown
-
-    return factory
+from ..portable import portable
 
 
-def make_avgpool_down(ops):
+@portable
+def ConvDown(ops):
+    """Stride-2 3x3 conv, padding 1."""
+
+    class ConvDown(ops.Module):
+        takes_time_embedding = False
+        padding = 1
+
+        def __init__(self, ctx, in_channels, out_channels):
+            super().__init__()
+            self.conv = ops.Conv2d(in_channels, out_channels, 3, stride=2, padding=self.padding)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    return ConvDown
+
+
+@portable
+def AsymmetricConvDown(ops):
+    """DDPM's stride-2 3x3 conv: zero padding on the right and bottom only."""
+
+    class AsymmetricConvDown(ConvDown.of(ops)):
+        padding = 0
+
+        def forward(self, x):
+            return self.conv(ops.pad(x, (0, 1, 0, 1)))
+
+    return AsymmetricConvDown
+
+
+@portable
+def AvgPoolDown(ops):
+    """2x2 average pooling, no parameters."""
+
     class AvgPoolDown(ops.Module):
         takes_time_embedding = False
 
@@ -37,7 +51,10 @@ def make_avgpool_down(ops):
     return AvgPoolDown
 
 
-def make_nearest_conv_up(ops):
+@portable
+def NearestConvUp(ops):
+    """Nearest-neighbour x2, then a 3x3 conv."""
+
     class NearestConvUp(ops.Module):
         takes_time_embedding = False
 
@@ -51,7 +68,10 @@ def make_nearest_conv_up(ops):
     return NearestConvUp
 
 
-def make_transposed_conv_up(ops):
+@portable
+def TransposedConvUp(ops):
+    """A 4x4 stride-2 transposed conv."""
+
     class TransposedConvUp(ops.Module):
         takes_time_embedding = False
 

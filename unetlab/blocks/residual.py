@@ -2,7 +2,11 @@
 optional resampling inside the block (BigGAN/ADM up and down blocks)."""
 from __future__ import annotations
 
+from einops import rearrange
+
 from ..options import Option
+from ..portable import portable
+from .contract import call_block
 
 RESBLOCK_OPTIONS = (
     Option("conditioning", str, "add", "how the time embedding enters: add after conv1 (DDPM) "
@@ -13,18 +17,19 @@ RESBLOCK_OPTIONS = (
 )
 
 
-def make_resblock(ops):
-    """The residual block class for ``ops``'s framework."""
+@portable
+def ResBlock(ops):
+    """GroupNorm-SiLU-conv twice with the time embedding in between, plus a shortcut."""
 
     class ResBlock(ops.Module):
         takes_time_embedding = True
+        resample = "none"  # or down / up: resample inside the block (subclasses below)
 
         def __init__(self, ctx, in_channels, out_channels, *, conditioning="add", shortcut="conv1x1",
-                     zero_init=False, output_scale=1.0, resample="none"):
+                     zero_init=False, output_scale=1.0):
             super().__init__()
             self.scale_shift = conditioning == "scale_shift"
             self.output_scale = output_scale
-            self.resample = resample
             self.norm1 = ctx.norm(in_channels)
             self.conv1 = ops.Conv2d(in_channels, out_channels, 3, stride=1, padding=1)
             emb_out = 2 * out_channels if self.scale_shift else out_channels
@@ -49,17 +54,17 @@ def make_resblock(ops):
             return x
 
         def forward(self, x, emb):
-            h = ops.silu(self.norm1(x))
+            h = ops.silu(call_block(self.norm1, x, emb))
             if self.resample != "none":
                 h, x = self._resample(h), self._resample(x)
             h = self.conv1(h)
             e = self.temb_proj(ops.silu(emb))
-            e = e.reshape(e.shape[0], e.shape[1], 1, 1)
+            e = rearrange(e, "b c -> b c 1 1")
             if self.scale_shift:
                 scale, shift = ops.chunk(e, 2, dim=1)
-                h = self.norm2(h) * (scale + 1) + shift
+                h = call_block(self.norm2, h, emb) * (scale + 1) + shift
             else:
-                h = self.norm2(h + e)
+                h = call_block(self.norm2, h + e, emb)
             h = self.conv2(self.dropout(ops.silu(h)))
             if self.has_shortcut:
                 x = self.conv_shortcut(x) if hasattr(self, "conv_shortcut") else self.nin_shortcut(x)
@@ -69,17 +74,21 @@ def make_resblock(ops):
     return ResBlock
 
 
-def make_resample_resblock(direction: str):
-    """A factory for a residual block that resamples (``up`` or ``down``), for the up/down slots."""
+@portable
+def ResBlockDown(ops):
+    """The residual block, average-pooling inside (for the downsample slot)."""
 
-    def factory(ops):
-        base = make_resblock(ops)
+    class ResBlockDown(ResBlock.of(ops)):
+        resample = "down"
 
-        class ResampleResBlock(base):
-            def __init__(self, ctx, in_channels, out_channels, **options):
-                super().__init__(ctx, in_channels, out_channels, resample=direction, **options)
+    return ResBlockDown
 
-        ResampleResBlock.__name__ = f"ResBlock{direction.capitalize()}"
-        return ResampleResBlock
 
-    return factory
+@portable
+def ResBlockUp(ops):
+    """The residual block, upsampling (nearest) inside (for the upsample slot)."""
+
+    class ResBlockUp(ResBlock.of(ops)):
+        resample = "up"
+
+    return ResBlockUp

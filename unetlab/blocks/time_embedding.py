@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from einops import rearrange
 
 from ..options import Option
+from ..portable import portable
 
 SINUSOIDAL_OPTIONS = (
     Option("order", str, "sin_cos", "concatenation order of the halves", choices=("sin_cos", "cos_sin")),
@@ -33,6 +35,11 @@ def fourier_frequencies(dim: int, scale: float, seed: int) -> np.ndarray:
     return (np.random.RandomState(seed).randn(dim // 2) * scale).astype(np.float32)
 
 
+def _outer(ops, t, freqs: np.ndarray):
+    """(N,) times (D,) frequencies -> (N, D)."""
+    return rearrange(t, "n -> n 1") * rearrange(ops.constant(freqs, like=t), "d -> 1 d")
+
+
 def _mlp(ops, module, in_channels, out_channels):
     module.dense = ops.ModuleList([ops.Linear(in_channels, out_channels), ops.Linear(out_channels, out_channels)])
 
@@ -43,7 +50,10 @@ def _features_to_embedding(ops, module, feats, dim):
     return module.dense[1](ops.silu(module.dense[0](feats)))
 
 
-def make_sinusoidal(ops):
+@portable
+def SinusoidalEmbedding(ops):
+    """Sinusoidal features of t (DDPM, ADM), then the MLP."""
+
     class SinusoidalEmbedding(ops.Module):
         takes_time_embedding = False
 
@@ -56,7 +66,7 @@ def make_sinusoidal(ops):
             _mlp(ops, self, in_channels, out_channels)
 
         def forward(self, t):
-            args = ops.as_float(t).reshape(-1, 1) * ops.constant(self.freqs, like=t).reshape(1, -1)
+            args = _outer(ops, ops.as_float(t), self.freqs)
             halves = [ops.sin(args), ops.cos(args)]
             feats = ops.cat(halves if self.sin_first else halves[::-1], dim=1)
             return _features_to_embedding(ops, self, feats, self.dim)
@@ -64,7 +74,10 @@ def make_sinusoidal(ops):
     return SinusoidalEmbedding
 
 
-def make_fourier(ops):
+@portable
+def GaussianFourierEmbedding(ops):
+    """Gaussian Fourier features of t (score SDE), then the MLP."""
+
     class GaussianFourierEmbedding(ops.Module):
         takes_time_embedding = False
 
@@ -76,14 +89,17 @@ def make_fourier(ops):
             _mlp(ops, self, in_channels, out_channels)
 
         def forward(self, t):
-            args = (ops.as_float(t) * self.input_scale).reshape(-1, 1) * ops.constant(self.freqs, like=t).reshape(1, -1)
+            args = _outer(ops, ops.as_float(t) * self.input_scale, self.freqs)
             feats = ops.cat([ops.sin(args), ops.cos(args)], dim=1)
             return _features_to_embedding(ops, self, feats, self.dim)
 
     return GaussianFourierEmbedding
 
 
-def make_learned(ops):
+@portable
+def LearnedEmbedding(ops):
+    """A learned table indexed by t, then the MLP."""
+
     class LearnedEmbedding(ops.Module):
         takes_time_embedding = False
 

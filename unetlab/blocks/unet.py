@@ -6,15 +6,14 @@ Written once against a framework's ``ops``; parameter names follow the public DD
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 from ..errors import UnetlabError
+from ..portable import portable
 from ..spec.model import ModelSpec
 from .contract import BuildContext, call_block
 
 
-@lru_cache(maxsize=None)
-def unet_class(ops):
+@portable
+def UNet(ops):
     """The U-Net module class for the framework whose vocabulary is ``ops``."""
 
     class UNet(ops.Module):
@@ -26,7 +25,9 @@ def unet_class(ops):
             self.framework = framework
             self.num_levels = spec.num_levels
             self.num_res_blocks = spec.num_res_blocks
-            ctx = BuildContext(ops, spec.emb_channels, spec.dropout, spec.norm_groups, spec.norm_eps)
+            norm = spec.choice("norm")
+            ctx = BuildContext(ops, spec.emb_channels, spec.dropout, spec.norm_groups, spec.norm_eps,
+                               norm_block=norm.block().implementation(framework), norm_options=norm.options)
 
             def make(slot, in_ch, out_ch, level=None):
                 choice = spec.choice(slot, level)
@@ -96,28 +97,27 @@ def unet_class(ops):
             for level in range(self.num_levels):
                 stage = self.down[level]
                 for i, block in enumerate(stage.block):
-                    h = block(hs[-1], emb)
+                    h = call_block(block, hs[-1], emb)
                     if len(stage.attn):
-                        h = stage.attn[i](h)
+                        h = call_block(stage.attn[i], h, emb)
                     hs.append(h)
                 if level != self.num_levels - 1:
                     hs.append(call_block(stage.downsample, hs[-1], emb))
 
-            h = self.mid.block_1(hs[-1], emb)
+            h = call_block(self.mid.block_1, hs[-1], emb)
             if hasattr(self.mid, "attn_1"):
-                h = self.mid.attn_1(h)
-            h = self.mid.block_2(h, emb)
+                h = call_block(self.mid.attn_1, h, emb)
+            h = call_block(self.mid.block_2, h, emb)
 
             for level in reversed(range(self.num_levels)):
                 stage = self.up[level]
                 for i, block in enumerate(stage.block):
-                    h = block(ops.cat([h, hs.pop()], dim=1), emb)
+                    h = call_block(block, ops.cat([h, hs.pop()], dim=1), emb)
                     if len(stage.attn):
-                        h = stage.attn[i](h)
+                        h = call_block(stage.attn[i], h, emb)
                 if level != 0:
                     h = call_block(stage.upsample, h, emb)
 
-            return self.conv_out(ops.silu(self.norm_out(h)))
+            return self.conv_out(ops.silu(call_block(self.norm_out, h, emb)))
 
-    UNet.__name__ = UNet.__qualname__ = f"UNet_{ops.NAME}"
     return UNet

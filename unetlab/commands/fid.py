@@ -9,6 +9,11 @@ from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
 from ..fs_errors import check_writable
 from .argtypes import at_least_two
+from ..frameworks import FRAMEWORKS
+from ..spec.run import DATA
+
+#: the datasets ``--data`` names (anything else is an image folder)
+DATA_NAMES = tuple(c for c in next(o for o in DATA.options if o.name == "dataset").choices if c != "folder")
 
 
 def add_parser(sub):
@@ -24,7 +29,7 @@ def add_parser(sub):
     p.add_argument("--cache-dir", help="folder holding the Inception weights and reference statistics")
     p.add_argument("--data", help="a folder: the training images for --reference dataset "
                                   "(digits, shapes, cifar10, or an image folder)")
-    p.add_argument("--framework", choices=("torch", "jittor"), help="a run: sample in this framework")
+    p.add_argument("--framework", choices=FRAMEWORKS, help="a run: sample in this framework")
     pretrained_cli.add_sampling_arguments(p)
     return p
 
@@ -51,9 +56,9 @@ def _score_folder(args, folder: Path) -> dict:
         if not args.data:
             raise UnetlabError("--reference dataset on an image folder needs --data (digits, shapes, cifar10 "
                                "or a folder of training images)")
-        named = args.data in ("digits", "shapes", "cifar10")
-        data = {"dataset": args.data if named else "folder", "root": "data" if named else args.data,
-                "download": True, "flip": False, "limit": None, "num_images": 2048}
+        named = args.data in DATA_NAMES
+        data = DATA.resolve({"dataset": args.data, "flip": False} if named
+                            else {"dataset": "folder", "root": args.data, "flip": False}, "--data")
         channels = 1 if args.data == "digits" else 3
         train = to_uint8(load_dataset(data, images.shape[1], channels))
     value, name = score(images, reference, mode, args.cache_dir, train)

@@ -31,6 +31,8 @@ def run(args):
     rows = block_rows(args.slot)
     print(tabulate([{k: v for k, v in r.items() if k != "description"} for r in rows],
                    headers="keys", tablefmt="simple", maxcolwidths=[None, None, None, 60, None]))
-    presets = get_registry().presets
-    print(f"\npresets: {', '.join(sorted(presets))}")
+    registry = get_registry()
+    print(f"\npresets: {', '.join(sorted(registry.presets))}")
+    for failure in registry.failures:
+        print(f"not loaded: {failure}")
     return 0

@@ -6,11 +6,13 @@ from pathlib import Path
 from .. import rundir
 from ..errors import UnetlabError
 from ..fs_errors import check_writable
+from ..frameworks import FRAMEWORKS
 from ..frameworks.torch_modes import COMPILE_MODES
 from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
 from ..spec import load_mapping, resolve_run_spec
 from .argtypes import non_negative_float, non_negative_int, positive_int
+from ..weights import run_weights
 
 
 def add_parser(sub):
@@ -28,7 +30,7 @@ def add_parser(sub):
     p.add_argument("--compile", choices=("off",) + COMPILE_MODES,
                    help="torch.compile the network with this mode (reduce-overhead: CUDA graphs)")
     p.add_argument("--channels-last", action="store_true", help="channels-last layout (torch)")
-    p.add_argument("--framework", choices=("torch", "jittor"), help="default: the run's")
+    p.add_argument("--framework", choices=FRAMEWORKS, help="default: the run's")
     p.add_argument("--no-ema", action="store_true", help="use the last training weights, not the EMA")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", help="output folder (default SOURCE_RUN/samples-<sampler>-<steps>)")
@@ -44,17 +46,8 @@ def load_source(args):
         config = rundir.read_json(source / rundir.CONFIG)
         if config is None:
             raise UnetlabError(f"{source}: not a run folder (no {rundir.CONFIG})")
-        spec, framework = config["spec"], config["run"]["framework"]
-        if args.no_ema:
-            path, prefix = source / rundir.LAST, "model"
-        elif (source / rundir.EMA).is_file():
-            path, prefix = source / rundir.EMA, None
-        else:
-            path, prefix = source / rundir.LAST, "ema"
-        if not path.is_file():
-            raise UnetlabError(f"{source}: no checkpoint yet ({path.name} missing)")
-        arrays = rundir.load_arrays(path)
-        return spec, rundir.split_prefix(arrays, prefix) if prefix else arrays, framework, source
+        _, arrays = run_weights(source, ema=not args.no_ema)
+        return config["spec"], arrays, config["run"]["framework"], source
     if not source.is_file():
         raise UnetlabError(f"{source}: no such run folder or weights file")
     if not args.spec:

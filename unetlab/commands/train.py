@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .. import rundir
 from ..loss_log import FINAL_LOSS_STEPS
+from ..frameworks import FRAMEWORKS
 from ..spec import load_mapping, resolve_run_spec, set_dotted
 from .argtypes import non_negative_int, positive_float, positive_int
 
@@ -21,7 +22,7 @@ def add_parser(sub):
                    help=f"epochs (default: the spec's budget, else {DEFAULT_EPOCHS:g})")
     p.add_argument("-lr", type=positive_float, help="learning rate (default 1e-4)")
     p.add_argument("--steps", type=positive_int, help="budget in steps instead of epochs")
-    p.add_argument("--framework", choices=("torch", "jittor"), default="torch")
+    p.add_argument("--framework", choices=FRAMEWORKS, default="torch")
     p.add_argument("--seed", type=non_negative_int, help="seed (default: train.seed)")
     p.add_argument("--run", help="run folder (default runs/train/<spec name>-<framework>-s<seed>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

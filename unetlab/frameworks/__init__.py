@@ -7,8 +7,12 @@ Both import their framework only when first asked for.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from ..errors import UnetlabError
+
+if TYPE_CHECKING:
+    from .contract import Backend, Ops
 
 FRAMEWORKS = ("torch", "jittor")
 
@@ -45,14 +49,26 @@ def _check(name: str) -> str:
     return name
 
 
-def ops_for(name: str):
-    """The ``ops`` module (layers and functions) of framework ``name``."""
+def ops_for(name: str) -> "Ops":
+    """The ``ops`` module (layers and functions) of framework ``name`` (see :class:`contract.Ops`)."""
     return importlib.import_module(f"unetlab.frameworks.{_check(name)}_ops")
 
 
-def backend_for(name: str):
-    """The backend module (devices, tensors, optimisers, checkpoints) of framework ``name``."""
+def backend_for(name: str) -> "Backend":
+    """The backend module (devices, tensors, optimisers, checkpoints) of framework ``name``
+    (see :class:`contract.Backend`)."""
     return importlib.import_module(f"unetlab.frameworks.{_check(name)}_backend")
+
+
+def prepare_jittor(device: str | None = None) -> str:
+    """Prepare Jittor's environment (offline, CPU or GPU) before a plain ``import jittor``.
+
+    unetlab does this itself when it first builds or runs anything in Jittor; call it only
+    when you import ``jittor`` yourself first.  Returns the one-line set-up summary.
+    """
+    from .jittor_runtime import prepare
+
+    return prepare(device)
 
 
 def framework_of(tensor) -> str:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import numpy as np
+from einops import rearrange
 
 from . import jittor_conv, jittor_runtime
 from .jittor_matmul import batched_matmul
 
 jt = jittor_runtime.import_jittor()
 from jittor import nn  # noqa: E402
+
+from . import jittor_einops  # noqa: E402,F401  (einops.rearrange on Jittor arrays)
 
 NAME = "jittor"
 
@@ -28,8 +31,18 @@ Embedding = nn.Embedding
 Identity = nn.Identity
 
 
-def GroupNorm(groups: int, channels: int, eps: float):
-    return nn.GroupNorm(groups, channels, eps=eps, affine=True)
+
+
+class GroupNorm(nn.GroupNorm):
+    """Jittor's GroupNorm, with ``forward`` as in PyTorch."""
+
+    def forward(self, x):
+        return nn.GroupNorm.execute(self, x)
+
+
+def Parameter(array: np.ndarray):
+    """A trainable float32 parameter holding ``array`` (assign it to a module attribute)."""
+    return jt.array(np.asarray(array, dtype=np.float32))
 
 
 def silu(x):
@@ -94,10 +107,10 @@ def attention(q, k, v, fp32_softmax: bool = False, fused: bool = True):
     products still run in float16 (Jittor cannot run a float32 product there: ``jittor_matmul``).
     """
     out_dtype = q.dtype
-    b, h, n, d = q.shape
-    q, k, v = q.reshape(b * h, n, d), k.reshape(b * h, n, d), v.reshape(b * h, n, d)
+    heads = q.shape[1]
+    q, k, v = (rearrange(a, "b h n d -> (b h) n d") for a in (q, k, v))
     logits = batched_matmul(q, k, transpose_b=True)
     if fp32_softmax:
         logits = logits.float32()
     weights = nn.softmax(logits * q.shape[-1] ** -0.5, dim=-1)
-    return batched_matmul(weights, v).reshape(b, h, n, d).cast(out_dtype)
+    return rearrange(batched_matmul(weights, v), "(b h) n d -> b h n d", h=heads).cast(out_dtype)

@@ -17,8 +17,12 @@ Embedding = nn.Embedding
 Identity = nn.Identity
 
 
-def GroupNorm(groups: int, channels: int, eps: float):
-    return nn.GroupNorm(groups, channels, eps=eps, affine=True)
+GroupNorm = nn.GroupNorm
+
+
+def Parameter(array: np.ndarray):
+    """A trainable float32 parameter holding ``array`` (assign it to a module attribute)."""
+    return nn.Parameter(torch.as_tensor(np.asarray(array, dtype=np.float32)))
 
 
 def silu(x):

@@ -187,15 +187,9 @@ def protocol(fid: dict) -> str:
 
 def _run_model(run_dir: Path, spec: dict, framework: str, ema: bool):
     from ..model import build_model
-    from ..weights import set_weights
+    from ..weights import run_weights, set_weights
 
-    if ema and (run_dir / rundir.EMA).is_file():
-        path, arrays = run_dir / rundir.EMA, rundir.load_arrays(run_dir / rundir.EMA)
-    else:
-        path = run_dir / rundir.LAST
-        if not path.is_file():
-            raise UnetlabError(f"{run_dir}: no weights yet ({rundir.EMA} and {rundir.LAST} missing)")
-        arrays = rundir.split_prefix(rundir.load_arrays(path), "ema" if ema else "model")
+    path, arrays = run_weights(run_dir, ema)
     model = build_model(spec["model"], framework)
     set_weights(model, arrays, f"weights from {path}")
     return model

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..blocks.attention import MULTIHEAD_OPTIONS, check_head_options, make_attention
-from ..blocks.residual import RESBLOCK_OPTIONS, make_resample_resblock, make_resblock
-from ..blocks.resample import make_avgpool_down, make_conv_down, make_transposed_conv_up
-from ..blocks.time_embedding import SINUSOIDAL_OPTIONS, make_sinusoidal
+from ..blocks.attention import MULTIHEAD_OPTIONS, Attention, check_head_options
+from ..blocks.residual import RESBLOCK_OPTIONS, ResBlock, ResBlockDown, ResBlockUp
+from ..blocks.resample import AvgPoolDown, ConvDown, TransposedConvUp
+from ..blocks.time_embedding import SINUSOIDAL_OPTIONS, SinusoidalEmbedding
 from ..hookspecs import hookimpl
-from ..registry import BlockDef, portable
+from ..registry import BlockDef
 
 
 def _defaults(options, **defaults):
@@ -32,21 +32,21 @@ ADM_CIFAR10 = {
 @hookimpl
 def unetlab_blocks():
     return [
-        BlockDef("resblock", "adm", portable(make_resblock), ADM_RES,
+        BlockDef("resblock", "adm", ResBlock, ADM_RES,
                  "scale-shift (FiLM) conditioning, zero-initialised conv2"),
-        BlockDef("attention", "multihead", portable(make_attention), MULTIHEAD_OPTIONS,
+        BlockDef("attention", "multihead", Attention, MULTIHEAD_OPTIONS,
                  "multi-head self-attention: by heads or by head_channels", check=check_head_options),
-        BlockDef("time_embedding", "adm", portable(make_sinusoidal),
+        BlockDef("time_embedding", "adm", SinusoidalEmbedding,
                  _defaults(SINUSOIDAL_OPTIONS, order="cos_sin", freq_shift=0.0),
                  "sinusoidal [cos, sin], log(1e4)/half, then MLP"),
-        BlockDef("downsample", "conv", portable(make_conv_down(asymmetric=False)), (),
+        BlockDef("downsample", "conv", ConvDown, (),
                  "3x3 stride-2 conv, padding 1"),
-        BlockDef("downsample", "avgpool", portable(make_avgpool_down), (), "2x2 average pooling"),
-        BlockDef("downsample", "resblock", portable(make_resample_resblock("down")), ADM_RESAMPLE,
+        BlockDef("downsample", "avgpool", AvgPoolDown, (), "2x2 average pooling"),
+        BlockDef("downsample", "resblock", ResBlockDown, ADM_RESAMPLE,
                  "residual block that average-pools inside (BigGAN/ADM)"),
-        BlockDef("upsample", "convtranspose", portable(make_transposed_conv_up), (),
+        BlockDef("upsample", "convtranspose", TransposedConvUp, (),
                  "4x4 stride-2 transposed conv"),
-        BlockDef("upsample", "resblock", portable(make_resample_resblock("up")), ADM_RESAMPLE,
+        BlockDef("upsample", "resblock", ResBlockUp, ADM_RESAMPLE,
                  "residual block that upsamples (nearest) inside (BigGAN/ADM)"),
     ]
 

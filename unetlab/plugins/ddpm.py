@@ -1,12 +1,12 @@
 """Blocks and preset of the DDPM CIFAR-10 U-Net (Ho et al. 2020)."""
 from __future__ import annotations
 
-from ..blocks.attention import COMMON_OPTIONS, make_attention
-from ..blocks.residual import RESBLOCK_OPTIONS, make_resblock
-from ..blocks.resample import make_conv_down, make_nearest_conv_up
-from ..blocks.time_embedding import SINUSOIDAL_OPTIONS, make_sinusoidal
+from ..blocks.attention import COMMON_OPTIONS, Attention
+from ..blocks.residual import RESBLOCK_OPTIONS, ResBlock
+from ..blocks.resample import AsymmetricConvDown, NearestConvUp
+from ..blocks.time_embedding import SINUSOIDAL_OPTIONS, SinusoidalEmbedding
 from ..hookspecs import hookimpl
-from ..registry import BlockDef, portable
+from ..registry import BlockDef
 
 DDPM_CIFAR10 = {
     "image_size": 32, "in_channels": 3, "out_channels": 3,
@@ -21,15 +21,15 @@ DDPM_CIFAR10 = {
 @hookimpl
 def unetlab_blocks():
     return [
-        BlockDef("resblock", "ddpm", portable(make_resblock), RESBLOCK_OPTIONS,
+        BlockDef("resblock", "ddpm", ResBlock, RESBLOCK_OPTIONS,
                  "GroupNorm-SiLU-conv x2; time embedding added after conv1"),
-        BlockDef("attention", "ddpm", portable(make_attention), COMMON_OPTIONS,
+        BlockDef("attention", "ddpm", Attention, COMMON_OPTIONS,
                  "single-head self-attention, 1x1-conv q/k/v/proj_out"),
-        BlockDef("time_embedding", "ddpm", portable(make_sinusoidal), SINUSOIDAL_OPTIONS,
+        BlockDef("time_embedding", "ddpm", SinusoidalEmbedding, SINUSOIDAL_OPTIONS,
                  "sinusoidal [sin, cos], log(1e4)/(half-1), then MLP"),
-        BlockDef("downsample", "ddpm", portable(make_conv_down(asymmetric=True)), (),
+        BlockDef("downsample", "ddpm", AsymmetricConvDown, (),
                  "3x3 stride-2 conv after (0,1,0,1) zero padding"),
-        BlockDef("upsample", "ddpm", portable(make_nearest_conv_up), (),
+        BlockDef("upsample", "ddpm", NearestConvUp, (),
                  "nearest x2 then 3x3 conv"),
     ]
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,7 +29,9 @@ MODEL_FIELDS = OptionSet((
     Option("level_blocks", dict, {}, "per-level overrides: {level index: {slot: block}}"),
 ))
 
-DEFAULT_BLOCKS = {slot: "ddpm" for slot in SLOTS}
+DEFAULT_BLOCKS = {**{slot: "ddpm" for slot in SLOTS}, "norm": "groupnorm"}
+#: slots filled once for the whole model (no per-level override)
+MODEL_WIDE_SLOTS = ("time_embedding", "norm")
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,12 @@ class SlotChoice:
     slot: str
     name: str
     options: dict
+    #: the block's definition, from the registry the spec was resolved against
+    definition: BlockDef | None = field(default=None, compare=False, repr=False)
 
-    def block(self, registry: Registry | None = None) -> BlockDef:
-        return (registry or get_registry()).block(self.slot, self.name)
+    def block(self) -> BlockDef:
+        """The resolved block (the one the spec's registry holds for this slot and name)."""
+        return self.definition or get_registry().block(self.slot, self.name)
 
     def to_config(self) -> dict:
         return {"name": self.name, **self.options}
@@ -83,7 +88,7 @@ class ModelSpec:
 
     def to_config(self) -> dict:
         """A plain mapping that resolves back to this spec (recorded in every run)."""
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["channel_mult"] = list(self.channel_mult)
         out["attn_resolutions"] = list(self.attn_resolutions)
         out["blocks"] = {s: c.to_config() for s, c in self.blocks.items()}
@@ -105,7 +110,7 @@ def _slot_choice(value: Any, slot: str, where: str, registry: Registry) -> SlotC
     else:
         raise UnetlabError(f"{where}: expected a block name or a mapping with 'name', got {value!r}")
     block = registry.block(slot, name, where)
-    return SlotChoice(slot, name, block.resolve_options(given, where))
+    return SlotChoice(slot, name, block.resolve_options(given, where), block)
 
 
 def _slot_choices(blocks: Mapping, where: str, registry: Registry) -> dict:
@@ -162,8 +167,9 @@ def resolve_model_spec(spec: Any, where: str = "model", registry: Registry | Non
             raise UnetlabError(f"{lw}: level {index} out of range 0..{num_levels - 1}")
         if not isinstance(overrides, Mapping):
             raise UnetlabError(f"{lw}: expected a mapping of slot to block, got {overrides!r}")
-        if "time_embedding" in overrides:
-            raise UnetlabError(f"{lw}.time_embedding: the time embedding is model-wide, not per level")
+        for slot in MODEL_WIDE_SLOTS:
+            if slot in overrides:
+                raise UnetlabError(f"{lw}.{slot}: the {slot} block is model-wide, not per level")
         level_blocks[index] = _slot_choices(overrides, lw, registry)
     model = ModelSpec(
         image_size=values["image_size"], in_channels=values["in_channels"],

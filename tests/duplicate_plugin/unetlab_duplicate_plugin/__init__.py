@@ -6,10 +6,10 @@ folder that a child process puts on its path, never into the environment.
 from __future__ import annotations
 
 import unetlab
-from unetlab.blocks.residual import RESBLOCK_OPTIONS, make_resblock
+from unetlab.blocks.residual import RESBLOCK_OPTIONS, ResBlock
 
 
 @unetlab.hookimpl
 def unetlab_blocks():
-    return [unetlab.BlockDef("resblock", "ddpm", unetlab.portable(make_resblock), RESBLOCK_OPTIONS,
+    return [unetlab.BlockDef("resblock", "ddpm", ResBlock, RESBLOCK_OPTIONS,
                              "a second resblock/ddpm")]

@@ -1,7 +1,8 @@
 """An example unetlab plugin: one attention-slot block, in PyTorch and in Jittor.
 
 The block is written once against ``ops`` (unetlab's shared layer vocabulary) and
-:func:`unetlab.portable` turns that one factory into an implementation per framework.
+:func:`unetlab.portable` turns that one factory into a class per framework
+(``ExampleLinear.torch``, ``ExampleLinear.jittor``), importable by name so models pickle.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import unetlab
 GAIN = unetlab.Option("gain", float, 1.0, "scale of the residual branch (0 makes the block the identity)")
 
 
-def make_example_linear(ops):
+@unetlab.portable
+def ExampleLinear(ops):
     """The ``example_linear`` block class for ``ops``'s framework."""
 
     class ExampleLinear(ops.Module):
@@ -36,6 +38,6 @@ def make_example_linear(ops):
 @unetlab.hookimpl
 def unetlab_blocks():
     return [
-        unetlab.BlockDef("attention", "example_linear", unetlab.portable(make_example_linear), (GAIN,),
+        unetlab.BlockDef("attention", "example_linear", ExampleLinear, (GAIN,),
                          "example plugin: GroupNorm-SiLU-1x1 conv residual branch scaled by gain"),
     ]
