@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -341,6 +342,8 @@ def test_truncated_ema_is_named_with_last_offered(damaged, capsys):
 
 
 def test_garbage_checkpoint_when_resuming_training(damaged, good_spec, capsys):
+    # an interrupted run (a done one has nothing to resume: train leaves it as it is)
+    (damaged / "summary.json").write_text(json.dumps({"status": "interrupted", "step": 3}))
     (damaged / "checkpoints" / "ema.npz").unlink()
     (damaged / "checkpoints" / "last.npz").write_bytes(b"\x00" * 100)
     refused(capsys, ["train", good_spec, "--run", damaged, "--no-progress"],

@@ -1,6 +1,7 @@
 """Sampling from a model or a run folder: grids (PNG), image folders and npz files."""
 from __future__ import annotations
 
+import io
 import math
 import time
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .diffusion import ddim_sample, ddpm_sample, make_schedule
+from .files import atomic_write_bytes
 from .fs_errors import naming
 from .frameworks import backend_for, check_run_section, ops_for
 
@@ -31,15 +33,12 @@ def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.nda
 
 
 def save_png(image: np.ndarray, path: Path) -> None:
+    """Write ``image`` (H, W, C) uint8 as a PNG, atomically; a full disk names ``path``."""
     from PIL import Image
 
-    import io
-
-    from .files import atomic_write_bytes
-
     buf = io.BytesIO()
-    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, format="PNG")
     with naming(path):
+        Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, format="PNG")
         atomic_write_bytes(Path(path), buf.getvalue())
 
 
@@ -114,10 +113,6 @@ def save_samples(images: np.ndarray, folder: Path) -> None:
     u8 = to_uint8(images)
     for i, img in enumerate(u8):
         save_png(img, folder / f"{i:06d}.png")
-    import io
-
-    from .files import atomic_write_bytes
-
     buf = io.BytesIO()
     np.savez_compressed(buf, images=u8)
     with naming(folder / "samples.npz"):

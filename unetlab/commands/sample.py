@@ -1,6 +1,7 @@
 """``unetlab sample RUN``: a sample grid, a PNG folder and an npz from a run or checkpoint."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from .. import rundir
@@ -11,8 +12,8 @@ from ..frameworks.torch_modes import COMPILE_MODES
 from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
 from ..spec import load_mapping, resolve_run_spec
-from .argtypes import non_negative_float, non_negative_int, positive_int
 from ..weights import run_weights
+from .argtypes import non_negative_float, non_negative_int, positive_int
 
 
 def add_parser(sub):
@@ -59,14 +60,6 @@ def load_source(args):
 
 
 def run(args):
-    source = Path(args.source)
-    if source.is_dir() and (source / rundir.CONFIG).is_file():
-        with rundir.hold(source):  # nothing else writes the run while its samples are written into it
-            return _sample(args)
-    return _sample(args)
-
-
-def _sample(args):
     from ..model import build_model
     from ..sampling import generate, grid, save_png, save_samples, to_uint8
     from ..weights import set_weights
@@ -89,9 +82,14 @@ def _sample(args):
     s = spec["sample"]
     out = Path(args.out or out_base / f"samples-{s['sampler']}-{s['steps'] if s['sampler'] == 'ddim' else 'T'}")
     check_writable(out)  # before sampling, not after
-    images, timing = generate(model, spec, args.num, seed=args.seed)
-    save_samples(images, out)
-    save_png(grid(to_uint8(images)), out / "grid.png")
+    source = Path(args.source)
+    run_folder = (not is_pretrained_source(args.source) and source.is_dir()
+                  and (source / rundir.CONFIG).is_file())
+    # nothing else writes a run folder while its samples are written into it
+    with rundir.hold(source) if run_folder else contextlib.nullcontext():
+        images, timing = generate(model, spec, args.num, seed=args.seed)
+        save_samples(images, out)
+        save_png(grid(to_uint8(images)), out / "grid.png")
     print(f"{args.num} samples ({s['sampler']}, {framework}) in {timing['seconds']:.1f} s -> "
           f"{out}/grid.png, {out}/samples.npz")
     return 0
