@@ -99,7 +99,7 @@ class Pool:
             return cls((), 1, None, pin=False)  # no GPU seen: the CPU, one run at a time, as before
         if jobs is not None or asked == []:
             n = jobs or 1
-            return cls((), n, _split_threads(n) if n > 1 else None, pin=asked == [])
+            return cls((), n, _split_threads(n), pin=asked == [])
         return cls(tuple(asked), len(asked), _split_threads(len(asked)), pin=True)
 
     @property
@@ -127,8 +127,11 @@ class Pool:
         return env
 
 
-def _split_threads(workers: int) -> int:
-    """Cores per worker, at most the ``OMP_NUM_THREADS`` the sweep itself was given."""
+def _split_threads(workers: int) -> int | None:
+    """Cores per worker, at most the ``OMP_NUM_THREADS`` the sweep itself was given (None for a
+    single worker: it keeps its framework's own default)."""
+    if workers <= 1:
+        return None
     share = max(1, cpu_cores() // workers)
     cap = os.environ.get("OMP_NUM_THREADS", "")
     return min(share, int(cap)) if cap.isdigit() and int(cap) > 0 else share

@@ -171,7 +171,7 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
                desc=ablation.name, dynamic_ncols=True)  # None: off when stderr is not a terminal
     say = echo if bar.disable else tqdm.write
     initial = {run.name: run_status(root / run.name) for run in ablation.runs}
-    slots, stop, active, errors, threads = Slots(pool.size), threading.Event(), {}, [], []
+    slots, stop, active, errors, started = Slots(pool.size), threading.Event(), {}, [], []
     counted = threading.Lock()
 
     def show():
@@ -179,7 +179,7 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
         if not bar.disable and text != bar.postfix:
             bar.set_postfix_str(text, refresh=True)
 
-    def job(run: Run, taken: list[int]) -> None:
+    def job(run: Run, taken: list[int], finished: threading.Event) -> None:
         where = (f" on GPU {','.join(pool.gpus[i] for i in taken)}" if pool.on_gpus
                  else f" in CPU job {taken[0]}" if pool.size > 1 else "")
         try:
@@ -194,6 +194,7 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
             slots.give_back(taken)
             with counted:
                 bar.update(1)
+            finished.set()
 
     with _signals_interrupt():
         try:
@@ -202,17 +203,16 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
                     show()
                 if errors:
                     break
-                thread = threading.Thread(target=job, args=(run, taken), name=run.name, daemon=True)
-                thread.start()
-                threads.append(thread)
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(timeout=0.25)
+                finished = threading.Event()  # waited for, not Thread.join: a Ctrl-C may break a join
+                threading.Thread(target=job, args=(run, taken, finished), name=run.name, daemon=True).start()
+                started.append(finished)
+            for finished in started:
+                while not finished.wait(timeout=0.25):
                     show()
         except KeyboardInterrupt:
             stop.set()  # every active worker is interrupted and its run marked so
-            for thread in threads:
-                thread.join()
+            for finished in started:
+                finished.wait()
             raise
         finally:
             bar.close()
