@@ -175,7 +175,7 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
     counted = threading.Lock()
 
     def show():
-        text = " | ".join(active.values())
+        text = " | ".join(tuple(active.values()))  # a snapshot: the run threads change it
         if not bar.disable and text != bar.postfix:
             bar.set_postfix_str(text, refresh=True)
 
