@@ -1,5 +1,9 @@
 """Running an ablation's plan: one worker process per run, a lock per run, resumable.
 
+Runs start in order, as many at once as the :class:`unetlab.pool.Pool` has slots (one per GPU,
+or ``--jobs`` on the CPU; one by default on a machine without a GPU); each run is watched by a
+thread of its own, which starts its worker with the environment of its slots.
+
 Each run folder gets its resolved ``config.json``, then ``python -m unetlab.worker RUN_DIR``
 trains and evaluates it (output in ``worker.log``).  A crash, a NaN or a kill is recorded in
 that run's ``summary.json`` and the sweep goes on.  The run's lock (:func:`unetlab.rundir.lock`,
@@ -12,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ from pathlib import Path
 from . import rundir
 from .ablate import Ablation, Run
 from .errors import UnetlabError
+from .pool import Pool, Slots
 from .rundir import LOCK_FD_ENV, Status, holders, last_step, run_status, try_lock  # noqa: F401 (public here too)
 
 LOG = "worker.log"
@@ -105,12 +111,17 @@ def _finish_summary(run_dir: Path, status: str, reason: str) -> dict:
     return summary
 
 
-def run_worker(run_dir: Path, lock, on_poll=None) -> dict:
-    """Run ``python -m unetlab.worker RUN_DIR`` (inheriting ``lock``) and return the summary."""
+def run_worker(run_dir: Path, lock, on_poll=None, env: dict | None = None, where: str = "",
+               stop: threading.Event | None = None) -> dict:
+    """Run ``python -m unetlab.worker RUN_DIR`` (inheriting ``lock``) and return the summary.
+
+    ``env`` is added to the worker's environment (its slot); ``stop`` set, or Ctrl-C, interrupts
+    the worker (it checkpoints) and raises KeyboardInterrupt.
+    """
     run_dir = Path(run_dir)
-    env = {**os.environ, LOCK_FD_ENV: str(lock.fileno())}
+    env = {**os.environ, **(env or {}), LOCK_FD_ENV: str(lock.fileno())}
     with open(run_dir / LOG, "ab") as log:
-        log.write(f"\n=== worker started {time.strftime('%Y-%m-%d %H:%M:%S')} ===\n".encode())
+        log.write(f"\n=== worker started {time.strftime('%Y-%m-%d %H:%M:%S')}{where} ===\n".encode())
         log.flush()
         proc = subprocess.Popen([sys.executable, "-m", "unetlab.worker", str(run_dir)], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -119,9 +130,11 @@ def run_worker(run_dir: Path, lock, on_poll=None) -> dict:
     try:
         while True:
             try:
-                rc = proc.wait(timeout=1.0)
+                rc = proc.wait(timeout=0.25)
                 break
             except subprocess.TimeoutExpired:
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt from None
                 if on_poll:
                     on_poll()
     except KeyboardInterrupt:
@@ -138,27 +151,77 @@ def run_worker(run_dir: Path, lock, on_poll=None) -> dict:
     return _finish_summary(run_dir, "failed", f"worker died ({_describe_exit(rc)}); see {run_dir / LOG}")
 
 
-def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print) -> SweepResult:
-    """Run every run of ``ablation`` under ``root`` that is not done; return what happened."""
+def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
+              pool: Pool | None = None) -> SweepResult:
+    """Run every run of ``ablation`` under ``root`` that is not done; return what happened.
+
+    ``pool``: the slots runs are started in (default: one run at a time, as the worker finds it).
+    """
     from tqdm.auto import tqdm
 
     root = Path(root)
+    pool = pool or Pool((), 1, None, pin=False)
+    wanted = {run.name: pool.slots_for(run.spec["resources"]["gpus"]) for run in ablation.runs}
+    too_big = [name for name, k in wanted.items() if k > pool.size]
+    if too_big:
+        raise UnetlabError(f"{too_big[0]}: resources.gpus is {wanted[too_big[0]]} but the pool has only "
+                           f"{pool.describe()} (give more with --gpus)")
     result = SweepResult()
     bar = tqdm(total=len(ablation.runs), disable=None if progress else True, unit="run",
                desc=ablation.name, dynamic_ncols=True)  # None: off when stderr is not a terminal
     say = echo if bar.disable else tqdm.write
     initial = {run.name: run_status(root / run.name) for run in ablation.runs}
+    slots, stop, active, errors, started = Slots(pool.size), threading.Event(), {}, [], []
+    counted = threading.Lock()
+
+    def show():
+        text = " | ".join(tuple(active.values()))  # a snapshot: the run threads change it
+        if not bar.disable and text != bar.postfix:
+            bar.set_postfix_str(text, refresh=True)
+
+    def job(run: Run, taken: list[int], finished: threading.Event) -> None:
+        where = (f" on GPU {','.join(pool.gpus[i] for i in taken)}" if pool.on_gpus
+                 else f" in CPU job {taken[0]}" if pool.size > 1 else "")
+        try:
+            result.outcome[run.name] = _one(run, root / run.name, say, initial[run.name], active,
+                                            dict(env=pool.worker_env(taken), where=where, stop=stop))
+        except KeyboardInterrupt:  # the sweep was stopped: the run is marked interrupted
+            pass
+        except BaseException as exc:  # noqa: BLE001 - raised again by the sweep's own thread
+            errors.append(exc)
+        finally:
+            active.pop(run.name, None)
+            slots.give_back(taken)
+            with counted:
+                bar.update(1)
+            finished.set()
+
     with _signals_interrupt():
         try:
             for run in ablation.runs:
-                result.outcome[run.name] = _one(run, root / run.name, bar, say, initial[run.name])
-                bar.update(1)
+                while not errors and (taken := slots.take(wanted[run.name], timeout=0.25)) is None:
+                    show()
+                if errors:
+                    break
+                finished = threading.Event()  # waited for, not Thread.join: a Ctrl-C may break a join
+                threading.Thread(target=job, args=(run, taken, finished), name=run.name, daemon=True).start()
+                started.append(finished)
+            for finished in started:
+                while not finished.wait(timeout=0.25):
+                    show()
+        except KeyboardInterrupt:
+            stop.set()  # every active worker is interrupted and its run marked so
+            for finished in started:
+                finished.wait()
+            raise
         finally:
             bar.close()
+    if errors:
+        raise errors[0]
     return result
 
 
-def _one(run: Run, run_dir: Path, bar, say, initial: str) -> str:
+def _one(run: Run, run_dir: Path, say, initial: str, active: dict, worker_options: dict) -> str:
     """Run one run unless it is done, locked by another sweep, or failed in one meanwhile."""
     if run_status(run_dir) == Status.DONE:
         return "skipped-done"
@@ -194,14 +257,11 @@ def _one(run: Run, run_dir: Path, bar, say, initial: str) -> str:
         rundir.write_summary(run_dir, {"status": "running", "step": start})  # not a stale verdict
 
         def poll():
-            text = f"{run.name} step {last_step(run_dir)}"
-            if not bar.disable and text != bar.postfix:
-                bar.set_postfix_str(text, refresh=True)
+            active[run.name] = f"{run.name} step {last_step(run_dir)}"
 
-        if not bar.disable:
-            bar.set_postfix_str(f"{run.name}{f' (resuming at step {start})' if start else ''}", refresh=True)
+        active[run.name] = f"{run.name}{f' (resuming at step {start})' if start else ''}"
         began = time.perf_counter()
-        summary = run_worker(run_dir, lock, poll)
+        summary = run_worker(run_dir, lock, poll, **worker_options)
     finally:
         release(lock)
     status = summary.get("status")

@@ -82,6 +82,15 @@ def _lock(run_dir: Path):
     return rundir.lock(run_dir, "unetlab worker")
 
 
+#: The environment that places a worker: its GPUs and its CPU threads (set by the sweep's pool).
+PLACEMENT_VARS = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "OMP_NUM_THREADS")
+
+
+def placement() -> str:
+    """``CUDA_VISIBLE_DEVICES=0, CUDA_DEVICE_ORDER=PCI_BUS_ID, OMP_NUM_THREADS=4`` as this process sees it."""
+    return ", ".join(f"{name}={os.environ.get(name, '(unset)')}" for name in PLACEMENT_VARS)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -98,6 +107,7 @@ def main(argv=None) -> int:
     except UnetlabError as exc:
         print(f"unetlab worker: error: {exc}", file=sys.stderr)
         return 2
+    print(f"unetlab worker: pid {os.getpid()}, {placement()}", flush=True)
     try:
         summary = work(run_dir)
         return 0 if summary.get("status") == "done" else 1

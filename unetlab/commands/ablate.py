@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .argtypes import positive_int
+
 
 def add_parser(sub):
     p = sub.add_parser("ablate", help="run an ablation file: variants x grid x seeds x frameworks")
@@ -10,6 +12,11 @@ def add_parser(sub):
     p.add_argument("--runs", default="runs", help="runs folder (default: runs); runs go to RUNS/<ablation>/")
     p.add_argument("--dry-run", action="store_true", help="validate and show the plan, run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--gpus", default=None, metavar="auto|none|0,1,...",
+                   help="run one run per GPU at once (a run with resources.gpus: k takes k); auto (default): "
+                        "every visible GPU, or one run at a time on the CPU when there is none; none: the CPU")
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                   help="run N runs at once on the CPU, the cores split between them")
     p.add_argument("--no-plots", action="store_true", help="do not write RUNS/<ablation>/plots/*.png")
     return p
 
@@ -53,6 +60,9 @@ def run(args):
     from ..sweep import run_status, run_sweep
     from .table import show_table
 
+    from ..pool import Pool
+
+    pool = Pool.build(args.gpus, args.jobs)  # a bad --gpus or --jobs: one line, nothing run
     ablation = load_ablation(args.file)
     root = Path(args.runs) / ablation.name
     print_plan(ablation, root)
@@ -60,8 +70,10 @@ def run(args):
         return 0
     check_data(ablation)
     print()
+    if pool.size > 1:
+        print(f"running up to {pool.size} runs at once: {pool.describe()}")
     try:
-        result = run_sweep(ablation, root, progress=not args.no_progress)
+        result = run_sweep(ablation, root, progress=not args.no_progress, pool=pool)
     except KeyboardInterrupt:
         print(f"\nstopped; the current run is marked interrupted -- rerun `unetlab ablate {args.file}"
               f"{'' if args.runs == 'runs' else f' --runs {args.runs}'}` to resume it")

@@ -99,10 +99,16 @@ EVAL = OptionSet((
            "(default: clean-fid's own cache)", nullable=True),
 ))
 
+RESOURCES = OptionSet((
+    Option("gpus", int, 1, "GPUs the run takes in a sweep's GPU pool (slots of `unetlab ablate --gpus`); "
+           "where it runs, not what it computes"),
+))
+
 #: Channels of the images each built-in dataset gives (a folder gives what the model asks).
 DATASET_CHANNELS = {"digits": 1, "cifar10": 3, "shapes": 3}
 
-SECTIONS = {"diffusion": DIFFUSION, "data": DATA, "train": TRAIN, "sample": SAMPLE, "eval": EVAL}
+SECTIONS = {"diffusion": DIFFUSION, "data": DATA, "train": TRAIN, "sample": SAMPLE, "eval": EVAL,
+            "resources": RESOURCES}
 TOP_LEVEL = ("model",) + tuple(SECTIONS)
 
 
@@ -134,6 +140,8 @@ def _check_ranges(spec: dict, prefix: str) -> None:
     def fail(key, text, value):
         raise UnetlabError(f"{prefix}{key}: {text}, got {value}")
 
+    if not _positive(spec["resources"]["gpus"]):
+        fail("resources.gpus", "must be a positive integer", spec["resources"]["gpus"])
     for key in ("batch_size", "lr", "log_every", "checkpoint_every"):
         if not _positive(train[key]):
             fail(f"train.{key}", "must be positive", train[key])
@@ -245,6 +253,7 @@ EXECUTION_OPTIONS = ("compile", "compile_mode", "channels_last")
 def _identity(spec: dict) -> dict:
     """``spec`` without its execution options, as plain JSON values."""
     spec = json.loads(json.dumps(spec))
+    spec.pop("resources", None)  # where a run runs, not what it computes
     for section in ("train", "sample"):
         for key in EXECUTION_OPTIONS:
             (spec.get(section) or {}).pop(key, None)
