@@ -13,21 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from . import rundir
+from .plots import cumulative_elapsed
 
 COLOURS = {"torch": "#1f77b4", "jittor": "#d62728"}
 STYLES = ("-", "--", ":", "-.")
-
-
-def cumulative_elapsed(records: list[dict]) -> np.ndarray:
-    """Training seconds up to each record, across resumes (each session's clock starts at 0)."""
-    out, offset, previous = [], 0.0, 0.0
-    for r in records:
-        t = r.get("elapsed") or 0.0
-        if t < previous:
-            offset += previous
-        previous = t
-        out.append(offset + t)
-    return np.array(out, dtype=float)
 
 
 def run_curves(run_dir: Path) -> dict | None:

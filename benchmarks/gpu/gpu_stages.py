@@ -538,17 +538,9 @@ def _jittor_max_var_bytes(info):
 
 
 def _nvml_process_bytes():
-    try:
-        import pynvml
+    from unetlab.metrics.nvml import process_gpu_bytes
 
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-            if proc.pid == os.getpid():
-                return int(proc.usedGpuMemory)
-    except Exception:  # noqa: BLE001
-        return None
-    return None
+    return process_gpu_bytes()
 
 
 def merge_bench(out_md, *parts):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 
 import numpy as np
 
@@ -152,17 +151,9 @@ def held_memory_bytes() -> int | None:
     used, so this is at least the peak).  None on the CPU or without NVML."""
     if not jt.flags.use_cuda:
         return None
-    try:
-        import pynvml
+    from ..metrics.nvml import process_gpu_bytes
 
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-            if proc.pid == os.getpid():
-                return int(proc.usedGpuMemory)
-    except Exception:  # noqa: BLE001 - no NVML, no reading
-        return None
-    return None
+    return process_gpu_bytes()
 
 
 def full_timesteps(n: int, value: int):
