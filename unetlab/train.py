@@ -27,6 +27,7 @@ from .evaluator import PeriodicEvaluator
 from .frameworks import backend_for, check_run_section, ops_for
 from .loss_log import LossLog, best_loss, final_loss
 from .model import build_model
+from .signals import keep_handlers_out_of_forks
 from .spec import budget_steps, resolve_run_spec
 from .weights import count_parameters, get_weights, set_weights
 
@@ -225,6 +226,7 @@ class Trainer:
     @contextlib.contextmanager
     def _signals_stop_training(self):
         """SIGINT/SIGTERM end the loop after the current step (a second one stops at once)."""
+        keep_handlers_out_of_forks()
         if threading.current_thread() is not threading.main_thread():
             yield
             return

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import rundir
 from .errors import UnetlabError
+from .signals import keep_handlers_out_of_forks
 
 
 def _interrupt(signum, frame):
@@ -97,6 +98,7 @@ def main(argv=None) -> int:
         print("usage: python -m unetlab.worker RUN_DIR", file=sys.stderr)
         return 2
     run_dir = Path(argv[0])
+    keep_handlers_out_of_forks()
     signal.signal(signal.SIGTERM, _interrupt)
     if os.environ.get(rundir.LOCK_FD_ENV):  # started by a sweep
         _stop_when_orphaned(os.getppid())

@@ -1,0 +1,28 @@
+"""Signal handlers that stay in the process that installed them.
+
+unetlab's workers and trainer turn SIGINT/SIGTERM into a clean stop (checkpoint, status).  A
+child forked from such a process -- Jittor's compiler pool is one -- would inherit the handler:
+when the pool is shut down with SIGTERM the child would then raise or set a flag instead of
+exiting, and the parent would wait for it forever.  After a fork, children get the default
+handling back.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+_registered = False
+
+
+def _defaults_in_child() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def keep_handlers_out_of_forks() -> None:
+    """Make every child this process forks from now on start with default SIGINT/SIGTERM
+    handling (idempotent; ``os.fork`` and multiprocessing's fork start method)."""
+    global _registered
+    if not _registered:
+        os.register_at_fork(after_in_child=_defaults_in_child)
+        _registered = True
