@@ -386,7 +386,7 @@ def gemm_conv_memcheck(size):
     return 0
 
 
-def _ddpm_torch(net, precision):
+def _ddpm_torch(net):
     """The ``ddpm`` preset (unetlab) or the independent reference network, on the GPU."""
     from unetlab import build_model
     from unetlab.frameworks import torch_backend as b
@@ -408,7 +408,7 @@ def torch_profile(net, precision, compile_mode, size, top=20):
 
     from unetlab.frameworks import torch_backend as b
 
-    model = _ddpm_torch(net, precision)
+    model = _ddpm_torch(net)
     b.set_train(model, True)
     mode = None if compile_mode == "off" else compile_mode
     forward = b.fast_forward(model, mode, mode is not None)
@@ -496,7 +496,7 @@ def train_step(framework, precision, size, steps=2):
     from unetlab.frameworks import backend_for
 
     b = backend_for(framework)
-    model = _ddpm_torch("unetlab", precision) if framework == "torch" else build_model("ddpm", "jittor", seed=0)
+    model = _ddpm_torch("unetlab") if framework == "torch" else build_model("ddpm", "jittor", seed=0)
     b.set_train(model, True)
     opt = b.Optimizer(model, "adam", 2e-4, grad_clip=1.0)
     x, t, target = (b.tensor(a) for a in batch(spec(), size))

@@ -17,44 +17,37 @@ def _number(kind, text: str):
     return value
 
 
+def _in_range(kind, text: str, ok, need: str):
+    """``text`` as ``kind`` when ``ok(value)``; otherwise "must be NEED, got TEXT"."""
+    value = _number(kind, text)
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {need}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An integer > 0."""
-    value = _number(int, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    return _in_range(int, text, lambda v: v > 0, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
-    value = _number(int, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+    return _in_range(int, text, lambda v: v >= 0, ">= 0")
 
 
 def at_least_two(text: str) -> int:
     """An integer >= 2 (a Frechet distance needs two images)."""
-    value = _number(int, text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2, got {text}")
-    return value
+    return _in_range(int, text, lambda v: v >= 2, "at least 2")
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0."""
-    value = _number(float, text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+    return _in_range(float, text, lambda v: v > 0, "positive")
 
 
 def non_negative_float(text: str) -> float:
     """A finite number >= 0."""
-    value = _number(float, text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+    return _in_range(float, text, lambda v: v >= 0, ">= 0")
 
 
 def positive_int_list(text: str) -> list[int]:
