@@ -5,12 +5,12 @@ from pathlib import Path
 
 from .. import rundir
 from ..errors import UnetlabError
+from ..frameworks import FRAMEWORKS
+from ..fs_errors import check_writable
 from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
-from ..fs_errors import check_writable
-from .argtypes import at_least_two
-from ..frameworks import FRAMEWORKS
 from ..spec.run import DATA
+from .argtypes import at_least_two
 
 #: the datasets ``--data`` names (anything else is an image folder)
 DATA_NAMES = tuple(c for c in next(o for o in DATA.options if o.name == "dataset").choices if c != "folder")

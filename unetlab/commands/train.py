@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import rundir
-from ..loss_log import FINAL_LOSS_STEPS
 from ..frameworks import FRAMEWORKS
+from ..loss_log import FINAL_LOSS_STEPS
 from ..spec import load_mapping, resolve_run_spec, set_dotted
 from .argtypes import non_negative_int, positive_float, positive_int
 
@@ -45,11 +45,10 @@ def apply_overrides(raw: dict, args) -> dict:
     return raw
 
 
-def preflight(spec: dict, run_dir: Path, framework: str, seed: int) -> None:
+def preflight(spec: dict, run_dir: Path, framework: str) -> None:
     """Refuse, before the run folder is touched, what would fail once training starts: data that
     is missing or unreadable, a config.json that is not JSON, a folder that cannot be written.
     (A folder holding another run is refused by ``train_run``, which records the refusal.)"""
-    from .. import rundir
     from ..data import check_available
     from ..errors import UnetlabError
     from ..fs_errors import check_writable
@@ -70,7 +69,7 @@ def run(args):
     spec = resolve_run_spec(apply_overrides(load_mapping(args.spec, "run spec"), args))
     seed = spec["train"]["seed"] if args.seed is None else args.seed
     run_dir = Path(args.run or f"runs/train/{Path(args.spec).stem}-{args.framework}-s{seed}")
-    preflight(spec, run_dir, args.framework, seed)
+    preflight(spec, run_dir, args.framework)
     was_done = rundir.run_status(run_dir) == rundir.Status.DONE
     summary = train_run(spec, run_dir, args.framework, seed=seed, progress=not args.no_progress)
     loss = summary.get("final_loss")
