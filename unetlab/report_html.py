@@ -19,7 +19,7 @@ from . import rundir
 from .errors import UnetlabError
 
 #: sample grids are shown at least this wide (pixels), enlarged by a whole factor
-GRID_WIDTH = 384
+GRID_WIDTH = 512
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
