@@ -1,6 +1,8 @@
 """Data-parallel runs: N ranks (gloo under torchrun, MPI under mpirun) follow one process."""
+import contextlib
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 
@@ -24,7 +26,7 @@ EMA_ATOL = 1e-4
 
 
 def spec(steps=STEPS, **train):
-    return tiny_digits_spec(steps, log_every=1, checkpoint_every=10, **train)
+    return tiny_digits_spec(steps, **{"log_every": 1, "checkpoint_every": 10, **train})
 
 
 def losses(run_dir):
@@ -124,6 +126,32 @@ def test_a_run_checkpointed_under_two_ranks_resumes_under_one(one_process, tmp_p
     np.testing.assert_allclose(losses(run), losses(one_process), rtol=0, atol=LOSS_ATOL)
 
 
+def test_ctrl_c_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
+    """SIGINT to ``unetlab train --nproc 2`` reaches both ranks through their launcher."""
+    import yaml
+
+    spec_file, run = tmp_path / "long.yaml", tmp_path / "run"
+    spec_file.write_text(yaml.safe_dump(spec(10_000, checkpoint_every=1000)))
+    proc = subprocess.Popen([sys.executable, "-m", "unetlab.cli", "train", str(spec_file), "--run", str(run),
+                             "--nproc", "2", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    try:
+        while len(rundir.read_jsonl(run / rundir.METRICS)) < 3:  # training under way
+            assert proc.poll() is None, proc.communicate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    summary = rundir.read_json(run / rundir.SUMMARY)
+    step = int(np.load(run / rundir.LAST)["step"])
+    assert summary["status"] == "interrupted" and summary["step"] == step >= 3, summary
+    assert rundir.read_jsonl(run / rundir.METRICS)[-1]["step"] == step
+    assert rundir.holders(run) == []
+
+
 def test_a_batch_that_does_not_split_over_nproc_is_refused_before_writing(one_process, capsys):
     before = hashes(one_process)
     spec_file = one_process.parent / "spec.yaml"
@@ -167,3 +195,20 @@ def test_two_mpi_ranks_of_jittor_follow_one_process(tmp_path):
     a, b = ema(two), ema(one)
     assert max(np.abs(a[k] - b[k]).max() for k in a) < EMA_ATOL
     assert files(two) == files(one)
+
+
+@pytest.mark.parametrize("nproc,ompi,given,use_mpi", [
+    ("2", "2", None, "1"), ("2", "2", "0", "1"),  # the launcher's own use_mpi=0 is not inherited
+    (None, "2", None, "0"), ("2", None, None, "0"), (None, None, None, "0")])
+def test_jittor_mpi_is_on_only_in_the_ranks_mpirun_started(monkeypatch, nproc, ompi, given, use_mpi):
+    from unetlab.frameworks import jittor_setup
+
+    others = ("nvcc_path", "use_cutt", "use_cutlass", "use_nccl", "log_silent")  # prepare() sets them too
+    for name, value in (("use_mpi", given), ("use_mkl", "0"), (distributed.NPROC_ENV, nproc),
+                        ("OMPI_COMM_WORLD_SIZE", ompi), *((n, os.environ.get(n)) for n in others)):
+        monkeypatch.setenv(name, value or "")  # restored after the test
+        if value is None:
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(jittor_setup, "_summary", None)
+    jittor_setup.prepare("cpu")
+    assert os.environ["use_mpi"] == use_mpi

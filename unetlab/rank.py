@@ -28,9 +28,9 @@ def train_rank(run_dir: Path, progress: bool = False, stop_after: int | None = N
         return train_run(config["spec"], run_dir, run["framework"], seed=run["seed"], identity=identity,
                          progress=progress and distributed.world().writes, stop_after=stop_after)
     finally:
-        from .frameworks import backend_for
-
-        backend_for(run["framework"]).close_world()
+        backend = sys.modules.get(f"unetlab.frameworks.{run['framework']}_backend")
+        if backend is not None:  # not when importing the framework failed
+            backend.close_world()
 
 
 def main(argv=None) -> int:

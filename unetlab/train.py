@@ -196,10 +196,11 @@ class Trainer:
         window_seconds = self.window_seconds  # the open window's seconds in earlier sessions
         steps_this_call = 0
 
-        def budget_left() -> bool:
-            return (end is None or self.step < end) and (deadline is None or time.monotonic() < deadline)
+        def budget_left() -> bool:  # the ranks of a data-parallel run agree on when time is up
+            return (end is None or self.step < end) and (deadline is None or not self._agreed(
+                time.monotonic() >= deadline))
 
-        while budget_left() and self._stop_signal is None and steps_this_call != stop_after:
+        while budget_left() and not self._stopped() and steps_this_call != stop_after:
             loss, grad_norm = self.train_step()
             pending.append(loss)
             steps_this_call += 1
@@ -235,6 +236,20 @@ class Trainer:
         if self.step != self._saved_step:  # stopped early (stop_after or a signal)
             self._checkpoint_now(pending, started, last_log, window_seconds)
         self.first_step_s = first_step_s
+
+    def _agreed(self, flag: bool) -> bool:
+        """``flag`` on any rank (a collective: every rank asks at the same point); ``flag`` alone
+        in one process."""
+        return self.backend.any_over_ranks(flag) if self.world.size > 1 else flag
+
+    def _stopped(self) -> bool:
+        """Whether a signal stops training now (on every rank once one rank got it)."""
+        signalled = self._stop_signal is not None  # read once: a signal may land at any moment
+        if not self._agreed(signalled):
+            return False
+        if self._stop_signal is None:
+            self._stop_signal = signal.SIGTERM  # another rank was signalled: stop at the same step
+        return True
 
     def _checkpoint_now(self, pending: list, started: float, last_log: float, window_seconds: float) -> None:
         """Checkpoint with the open window's losses moved from ``pending`` (device values) into the log."""

@@ -152,6 +152,9 @@ class Backend(Protocol):
     def mean_over_ranks(self, x) -> Any:
         """The mean of scalar ``x`` over the ranks (every rank calls it at the same point)."""
 
+    def any_over_ranks(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (every rank calls it at the same point)."""
+
     def randn_like(self, x) -> Any:
         """Standard normal noise with ``x``'s shape, from the framework's generator."""
 

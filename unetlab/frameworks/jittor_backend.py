@@ -155,6 +155,10 @@ def mean_over_ranks(x):
     return mean
 
 
+def any_over_ranks(flag: bool) -> bool:
+    return bool(jt.array([float(flag)]).mpi_all_reduce("add").item() > 0)
+
+
 def ema_update(ema_model, model, decay: float) -> None:
     ema = [p for _, p in trainable(ema_model)]
     cur = [p for _, p in trainable(model)]

@@ -235,6 +235,14 @@ def mean_over_ranks(x):
     return total / dist.get_world_size()
 
 
+def any_over_ranks(flag: bool) -> bool:
+    import torch.distributed as dist
+
+    votes = torch.tensor([float(flag)], device=device())
+    dist.all_reduce(votes)
+    return bool(votes.item() > 0)
+
+
 def randn_like(x):
     return torch.randn_like(x)
 
