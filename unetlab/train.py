@@ -60,16 +60,16 @@ class Trainer:
         self.framework = framework
         check_run_section(framework, "train", self.train)
         self.backend = backend_for(framework)
+        self.world = distributed.world()
+        self.part = distributed.rank_slice(self.train["batch_size"], self.world)  # this rank's slice
+        if self.world.distributed:  # first: it picks this rank's GPU before anything touches one
+            self.backend.init_world(self.world)
         if self.train["precision"] != "fp32" and self.backend.device_name() == "cpu":
             warnings.warn(f"train.precision {self.train['precision']} on the CPU: mixed precision is "
                           f"meant for GPUs (Jittor fp16 measured about 500x slower than fp32 on a CPU)",
                           stacklevel=2)
         self.ops = ops_for(framework)
         self.run_dir = Path(run_dir)
-        self.world = distributed.world()
-        self.part = distributed.rank_slice(self.train["batch_size"], self.world)  # this rank's slice
-        if self.world.distributed:
-            self.backend.init_world(self.world)
         if self.world.writes:
             rundir.claim_config(self.run_dir, run_config(self.spec, framework, self.seed, identity))
         m = self.spec["model"]
