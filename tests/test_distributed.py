@@ -93,6 +93,30 @@ def test_rank_zero_keeps_the_single_process_seed_and_other_ranks_differ():
     assert len(seeds) == 4 and distributed.framework_seed(7, 12, 1) == distributed.framework_seed(7, 12, 1)
 
 
+def test_a_rank_trains_only_under_its_launchers_lock(monkeypatch, tmp_path):
+    monkeypatch.setenv(distributed.NPROC_ENV, "2")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv(distributed.LAUNCHER_PID_ENV, str(os.getpid()))
+    run = tmp_path / "run"
+    with pytest.raises(UnetlabError, match="a rank runs only under the launcher holding the run's lock"):
+        train_run(spec(), run, "torch", progress=False)
+    assert not run.exists()  # a refused rank writes nothing
+    with rundir.hold(run):  # held by this process, as a launcher holds it: the rank goes ahead
+        with distributed.launcher_lock(run) as held:
+            assert not held.owned and rundir.holders(run) == [os.getpid()]
+
+
+def test_a_rank_started_by_hand_is_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != distributed.NPROC_ENV}
+    done = subprocess.run([sys.executable, "-m", "unetlab.rank", str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "unetlab rank: error: a rank of a data-parallel run is started by its launcher (UNETLAB_NPROC unset); "
+        "use unetlab train --nproc N"]
+
+
 # -- PyTorch: DDP over 2 gloo ranks --------------------------------------------------------------
 
 def test_two_gloo_ranks_follow_one_process_and_only_rank_0_writes(one_process, tmp_path):
