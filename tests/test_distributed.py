@@ -71,6 +71,14 @@ def test_a_batch_that_does_not_divide_names_both_numbers():
         distributed.rank_slice(30, distributed.World(0, 4, 0, "torchrun"))
 
 
+def test_a_spec_whose_resources_do_not_split_its_batch_is_refused():
+    bad = spec()
+    bad["resources"] = {"gpus": 3}
+    with pytest.raises(UnetlabError, match=r"^variants.x.resources.gpus: 3 data-parallel ranks do not split "
+                                           r"train.batch_size 16 into equal slices$"):
+        resolve_run_spec(bad, "variants.x")
+
+
 def test_world_comes_from_the_launcher_and_must_be_the_one_asked_for(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", distributed.NPROC_ENV):
         monkeypatch.delenv(name, raising=False)
