@@ -174,28 +174,30 @@ def load_dataset(data: dict, image_size: int, channels: int, seed: int = 0) -> n
 
 class Batches:
     """Batch ``k`` of a run is a pure function of ``(seed, k)``: reshuffled every epoch,
-    optionally flipped, so interrupted and resumed runs see the same data."""
+    optionally flipped, so interrupted and resumed runs see the same data.  ``part`` (a slice of
+    the batch) gives one rank's share of every batch in a data-parallel run."""
 
-    def __init__(self, images: np.ndarray, batch_size: int, seed: int, flip: bool):
+    def __init__(self, images: np.ndarray, batch_size: int, seed: int, flip: bool, part: slice = slice(None)):
         if len(images) < batch_size:
             raise UnetlabError(f"train.batch_size {batch_size} exceeds the {len(images)} training images")
         self.images, self.batch_size, self.seed, self.flip = images, batch_size, seed, flip
+        self.part = part
         self.per_epoch = len(images) // batch_size
         self._epoch, self._order = None, None
 
     def indices(self, step: int) -> np.ndarray:
-        """Which images make batch ``step``."""
+        """Which images make batch ``step`` (this part of it)."""
         epoch, index = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             self._order = np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.images))
             self._epoch = epoch
-        return self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        return self._order[index * self.batch_size:(index + 1) * self.batch_size][self.part]
 
     def flips(self, step: int) -> np.ndarray:
         """Which images of batch ``step`` are mirrored (all False without flipping)."""
         if not self.flip:
-            return np.zeros(self.batch_size, dtype=bool)
-        return np.random.default_rng([self.seed, 2, step]).random(self.batch_size) < 0.5
+            return np.zeros(self.batch_size, dtype=bool)[self.part]
+        return (np.random.default_rng([self.seed, 2, step]).random(self.batch_size) < 0.5)[self.part]
 
     def __call__(self, step: int) -> np.ndarray:
         batch = self.images[self.indices(step)]

@@ -6,6 +6,10 @@ Everything random in a step -- the batch, its flips, the timesteps, the noise (w
 checkpoint also holds the losses of the open log window, so the resumed run's metrics records
 are the uninterrupted run's too.  SIGINT and SIGTERM stop training after the current step with
 a checkpoint at that step.
+
+With several processes (``nproc``, see :mod:`unetlab.distributed`) each rank trains on its slice
+of every global batch, gradients and logged losses are averaged over ranks, and only rank 0
+writes the run's files; the framework RNG is seeded from ``(seed, step, rank)``.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import rundir
+from . import distributed, rundir
 from .data import Batches, DeviceBatches, load_dataset
 from .diffusion import make_schedule, sample_timesteps, training_loss
 from .errors import UnetlabError
@@ -34,6 +38,10 @@ from .weights import count_parameters, get_weights, set_weights
 
 class TrainingDiverged(UnetlabError):
     """The loss became NaN or infinite."""
+
+
+class RanksFailed(UnetlabError):
+    """A data-parallel run's ranks ended in failure (the reason is in the run's summary)."""
 
 
 def _lr_at(train: dict, step: int) -> float:
@@ -52,16 +60,22 @@ class Trainer:
         self.framework = framework
         check_run_section(framework, "train", self.train)
         self.backend = backend_for(framework)
+        self.world = distributed.world()
+        self.part = distributed.rank_slice(self.train["batch_size"], self.world)  # this rank's slice
+        if self.world.distributed:  # first: it picks this rank's GPU before anything touches one
+            self.backend.init_world(self.world)
         if self.train["precision"] != "fp32" and self.backend.device_name() == "cpu":
             warnings.warn(f"train.precision {self.train['precision']} on the CPU: mixed precision is "
                           f"meant for GPUs (Jittor fp16 measured about 500x slower than fp32 on a CPU)",
                           stacklevel=2)
         self.ops = ops_for(framework)
         self.run_dir = Path(run_dir)
-        rundir.claim_config(self.run_dir, run_config(self.spec, framework, self.seed, identity))
+        if self.world.writes:
+            rundir.claim_config(self.run_dir, run_config(self.spec, framework, self.seed, identity))
         m = self.spec["model"]
         self.images = load_dataset(self.spec["data"], m["image_size"], m["in_channels"], self.seed)
-        self.batches = Batches(self.images, self.train["batch_size"], self.seed, self.spec["data"]["flip"])
+        self.batches = Batches(self.images, self.train["batch_size"], self.seed, self.spec["data"]["flip"],
+                               part=self.part)
         # with device noise, the images stay on the device too: nothing image-sized is copied per step
         self.device_batches = (DeviceBatches(self.batches, self.backend, self.ops)
                                if self.train["noise"] == "device" else None)
@@ -71,7 +85,8 @@ class Trainer:
         self.ema = build_model(m, framework, seed=self.seed)
         self.backend.set_train(self.ema, False)
         self.forward = self.backend.fast_forward(
-            self.model, self.train["compile_mode"] if self.train["compile"] else None, self.train["channels_last"])
+            self.model, self.train["compile_mode"] if self.train["compile"] else None, self.train["channels_last"],
+            data_parallel=self.world.size > 1)
         self.opt = self.backend.Optimizer(self.model, self.train["optimizer"], self.train["lr"],
                                           self.train["betas"], self.train["adam_eps"], self.train["weight_decay"],
                                           self.train["grad_clip"])
@@ -88,7 +103,8 @@ class Trainer:
     def _resume(self) -> None:
         last = self.run_dir / rundir.LAST
         if not last.is_file():
-            rundir.keep_records_until(self.run_dir / rundir.METRICS, 0)
+            if self.world.writes:
+                rundir.keep_records_until(self.run_dir / rundir.METRICS, 0)
             return
         arrays = rundir.load_arrays(last)
         set_weights(self.model, rundir.split_prefix(arrays, "model"), f"checkpoint {last}")
@@ -96,7 +112,8 @@ class Trainer:
         self.opt.load(rundir.split_prefix(arrays, "opt"))
         self.step = int(arrays["step"])
         self.losses.load(rundir.split_prefix(arrays, "log"))
-        rundir.keep_records_until(self.run_dir / rundir.METRICS, self.step)
+        if self.world.writes:
+            rundir.keep_records_until(self.run_dir / rundir.METRICS, self.step)
         kept = rundir.read_jsonl(self.run_dir / rundir.METRICS)
         self.elapsed_before = (float(arrays["log/elapsed"]) if "log/elapsed" in arrays
                                else kept[-1]["elapsed"] if kept else 0.0)
@@ -115,15 +132,17 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------
     def _batch(self, step: int):
-        """(x0, t, noise) of step ``step``: images and noise as tensors, timesteps on the host."""
+        """(x0, t, noise) of step ``step``, this rank's slice of them: images and noise as tensors,
+        timesteps on the host.  The global batch's draws are made whole and sliced, so every
+        world size sees the same global batch."""
         b = self.backend
         rng = np.random.default_rng([self.seed, 4, step])
         t = sample_timesteps(rng, self.train["batch_size"], self.spec["diffusion"]["T"],
-                             self.spec["diffusion"]["timestep_sampling"])
+                             self.spec["diffusion"]["timestep_sampling"])[self.part]
         if self.device_batches is None:
             x0 = self.batches(step)
-            noise = rng.standard_normal(x0.shape, dtype=np.float32)
-            return b.tensor(x0), t, b.tensor(noise)
+            noise = rng.standard_normal((self.train["batch_size"],) + x0.shape[1:], dtype=np.float32)
+            return b.tensor(x0), t, b.tensor(noise[self.part])
         x0 = self.device_batches(step)
         return x0, t, b.randn_like(x0)
 
@@ -134,13 +153,15 @@ class Trainer:
     def train_step(self):
         """One optimizer step; returns (loss tensor, grad-norm tensor)."""
         b, diffusion = self.backend, self.spec["diffusion"]
-        b.seed(self.seed * 1_000_003 + self.step)
+        b.seed(distributed.framework_seed(self.seed, self.step, self.world.rank))
         x0, t, noise = self._batch(self.step)
         lr = _lr_at(self.train, self.step)
         self.opt.set_lr(lr)
         loss = training_loss(self._network, x0, t, noise, betas=self.betas, loss=diffusion["loss"],
                              prediction=diffusion["prediction"])
-        grad_norm = self.opt.step(loss)
+        grad_norm = self.opt.step(loss)  # with several ranks: of the gradients averaged over ranks
+        if self.world.size > 1:
+            loss = b.mean_over_ranks(loss)
         decay = self.train["ema_decay"] if self.step >= self.train["ema_start"] else 0.0
         b.ema_update(self.ema, self.model, decay)
         self.step += 1
@@ -162,7 +183,8 @@ class Trainer:
 
         b, train = self.backend, self.train
         metrics_path = self.run_dir / rundir.METRICS
-        rundir.write_summary(self.run_dir, {"status": "running", "step": self.step})
+        if self.world.writes:
+            rundir.write_summary(self.run_dir, {"status": "running", "step": self.step})
         deadline = time.monotonic() + train["minutes"] * 60 if train["minutes"] is not None else None
         end = self.total_steps
         bar = tqdm(total=end, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True,
@@ -174,10 +196,11 @@ class Trainer:
         window_seconds = self.window_seconds  # the open window's seconds in earlier sessions
         steps_this_call = 0
 
-        def budget_left() -> bool:
-            return (end is None or self.step < end) and (deadline is None or time.monotonic() < deadline)
+        def budget_left() -> bool:  # the ranks of a data-parallel run agree on when time is up
+            return (end is None or self.step < end) and (deadline is None or not self._agreed(
+                time.monotonic() >= deadline))
 
-        while budget_left() and self._stop_signal is None and steps_this_call != stop_after:
+        while budget_left() and not self._stopped() and steps_this_call != stop_after:
             loss, grad_norm = self.train_step()
             pending.append(loss)
             steps_this_call += 1
@@ -197,11 +220,12 @@ class Trainer:
                           "lr": _lr_at(train, self.step - 1), "grad_norm": b.item(grad_norm),
                           "step_time": seconds / n, "img_s": n * train["batch_size"] / seconds,
                           "peak_mem": b.peak_memory_bytes(), "elapsed": self.elapsed_before + now - started}
-                rundir.append_jsonl(metrics_path, [record])
+                if self.world.writes:
+                    rundir.append_jsonl(metrics_path, [record])
                 bar.update(len(pending))
                 bar.set_postfix(loss=f"{trailing:.4f}")
                 pending, last_log, window_seconds = [], now, 0.0
-            if self.evaluator.due(self.step):  # FID during training, off the training clock
+            if self.world.writes and self.evaluator.due(self.step):  # FID during training, off the training clock
                 paused = self.evaluator.run(self, self.elapsed_before + time.perf_counter() - started)
                 started, last_log = started + paused, last_log + paused
             if self.step % train["checkpoint_every"] == 0 or last:
@@ -213,6 +237,20 @@ class Trainer:
             self._checkpoint_now(pending, started, last_log, window_seconds)
         self.first_step_s = first_step_s
 
+    def _agreed(self, flag: bool) -> bool:
+        """``flag`` on any rank (a collective: every rank asks at the same point); ``flag`` alone
+        in one process."""
+        return self.backend.any_over_ranks(flag) if self.world.size > 1 else flag
+
+    def _stopped(self) -> bool:
+        """Whether a signal stops training now (on every rank once one rank got it)."""
+        signalled = self._stop_signal is not None  # read once: a signal may land at any moment
+        if not self._agreed(signalled):
+            return False
+        if self._stop_signal is None:
+            self._stop_signal = signal.SIGTERM  # another rank was signalled: stop at the same step
+        return True
+
     def _checkpoint_now(self, pending: list, started: float, last_log: float, window_seconds: float) -> None:
         """Checkpoint with the open window's losses moved from ``pending`` (device values) into the log."""
         b = self.backend
@@ -220,7 +258,8 @@ class Trainer:
         now = time.perf_counter()
         self.losses.add(b.item(x) for x in pending)
         pending.clear()
-        self.save_checkpoint(self.elapsed_before + now - started, window_seconds + now - last_log)
+        if self.world.writes:  # every rank synchronised above: no rank-0-only Jittor call waits on another
+            self.save_checkpoint(self.elapsed_before + now - started, window_seconds + now - last_log)
         self._saved_step = self.step
 
     @contextlib.contextmanager
@@ -246,7 +285,8 @@ class Trainer:
     def partial_summary(self) -> dict:
         """The summary of a run stopped before its budget (resumable)."""
         summary = {"status": "partial", "step": self.step}
-        rundir.write_summary(self.run_dir, summary)
+        if self.world.writes:
+            rundir.write_summary(self.run_dir, summary)
         return summary
 
     def finish(self) -> dict:
@@ -254,6 +294,9 @@ class Trainer:
         from .metrics.model_report import forward_gflops
         from .sampling import generate, grid, save_png, to_uint8
 
+        self.backend.synchronize()
+        if not self.world.writes:
+            return {"status": "done", "step": self.step}
         rundir.save_arrays(self.run_dir / rundir.EMA, get_weights(self.ema))
         sample_from = self.ema if self.spec["sample"]["ema"] else self.model
         images, timing = generate(sample_from, self.spec, self.spec["sample"]["num_images"], seed=self.seed)
@@ -289,33 +332,75 @@ def run_config(spec: dict, framework: str, seed: int, identity: dict | None = No
 
 
 def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = None, progress: bool = True,
-              identity: dict | None = None, stop_after: int | None = None) -> dict:
+              identity: dict | None = None, stop_after: int | None = None, nproc: int = 1) -> dict:
     """Train (or resume) the run in ``run_dir`` under its lock and return its summary.
 
     A done run is left as it is (its summary is returned).  A run folder holding another
     config, or held by another process, is refused before anything is written.  A failure is
     recorded in ``summary.json`` (status ``failed`` and the reason; for a done run in
-    ``events.jsonl``) and re-raised.
+    ``events.jsonl``) and re-raised.  With ``nproc > 1`` this process launches ``nproc`` ranks
+    that train the run data-parallel (see :mod:`unetlab.distributed`) and waits for them; a run
+    resumes under any ``nproc``.
     """
     run_dir = Path(run_dir)
     spec = resolve_run_spec(spec)
     seed = spec["train"]["seed"] if seed is None else seed
-    with rundir.hold(run_dir):
-        try:
-            rundir.claim_config(run_dir, run_config(spec, framework, seed, identity))
-        except rundir.ConfigChanged as exc:
-            rundir.record_event(run_dir, "rerun refused", reason=str(exc))
-            raise
+    world = distributed.world()
+    if nproc > 1:  # refused before anything is written
+        if world.distributed:
+            raise UnetlabError("a rank of a data-parallel run cannot launch ranks of its own")
+        distributed.check_batch_divides(spec["train"]["batch_size"], nproc)
+        distributed.check_launcher(framework)
+    with (distributed.launcher_lock(run_dir) if world.distributed else rundir.hold(run_dir)):
+        if world.writes:
+            try:
+                rundir.claim_config(run_dir, run_config(spec, framework, seed, identity))
+            except rundir.ConfigChanged as exc:
+                rundir.record_event(run_dir, "rerun refused", reason=str(exc))
+                raise
         state = rundir.read_state(run_dir)
         if state.status == rundir.Status.DONE:
             return state.summary
+        if nproc > 1:
+            return _train_ranks(run_dir, framework, nproc, progress, stop_after)
         trainer = None
         try:
             trainer = Trainer(spec, run_dir, framework, seed=seed, identity=identity)
             return trainer.run(progress=progress, stop_after=stop_after)
         except (Exception, KeyboardInterrupt) as exc:
+            if not world.writes:
+                raise
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
             step = trainer.step if trainer is not None else rundir.last_step(run_dir)
             rundir.write_summary(run_dir, {"status": status, "reason": reason, "step": step})
             raise
+
+
+def _train_ranks(run_dir: Path, framework: str, nproc: int, progress: bool, stop_after: int | None) -> dict:
+    """Launch ``nproc`` ranks on the run (whose lock and config this process holds) and return the
+    summary rank 0 wrote; a failure or an interruption is raised as :func:`train_run` raises it."""
+    args = ["unetlab.rank", str(run_dir)] + (["--progress"] if progress else [])
+    args += ["--stop-after", str(stop_after)] if stop_after is not None else []
+    try:
+        rc = distributed.launch_ranks(framework, nproc, args)
+    except KeyboardInterrupt:
+        _record_ranks_end(run_dir, "interrupted", "KeyboardInterrupt: the ranks were stopped")
+        raise
+    summary = rundir.read_state(run_dir).summary
+    if summary.get("status") == "done" or (rc == 0 and summary.get("status") == "partial"):
+        return summary
+    summary = _record_ranks_end(run_dir, "failed", f"the ranks exited with status {rc}")
+    if summary["status"] == "interrupted":
+        raise KeyboardInterrupt(summary.get("reason", ""))
+    raise RanksFailed(f"{framework} on {nproc} processes: {summary.get('reason')}")
+
+
+def _record_ranks_end(run_dir: Path, status: str, reason: str) -> dict:
+    """The summary after the ranks ended: rank 0's own when it recorded how, else ``status``."""
+    summary = rundir.read_state(run_dir).summary
+    if summary.get("status") in ("failed", "interrupted", "done"):
+        return summary
+    summary = {"status": status, "reason": reason, "step": rundir.last_step(run_dir)}
+    rundir.write_summary(run_dir, summary)
+    return summary

@@ -1,6 +1,8 @@
 """``python -m unetlab.worker RUN_DIR``: train and evaluate the run described by its config.json.
 
-Training resumes from ``checkpoints/last.npz`` when there is one.  After training the worker
+Training resumes from ``checkpoints/last.npz`` when there is one.  A run with
+``resources.gpus: N > 1`` is trained by N data-parallel ranks this worker launches (see
+:mod:`unetlab.distributed`); the worker scores it alone afterwards.  After training the worker
 records the model's GFLOPs and, when ``eval.fid_samples > 0``, the FID (or FD-small) of the
 EMA weights.  Failures land in ``summary.json`` (status ``failed`` and the reason); Ctrl-C or
 SIGTERM leave status ``interrupted``.  Exit status: 0 done, 1 failed, 2 bad use, 130 interrupted.
@@ -59,7 +61,8 @@ def work(run_dir: Path) -> dict:
     identity = {k: v for k, v in run.items() if k not in ("framework", "seed")}
     if rundir.run_status(run_dir) == rundir.Status.DONE:
         return rundir.read_state(run_dir).summary
-    summary = train_run(spec, run_dir, run["framework"], seed=run["seed"], progress=False, identity=identity)
+    summary = train_run(spec, run_dir, run["framework"], seed=run["seed"], progress=False, identity=identity,
+                        nproc=ranks_for(spec))
     if summary.get("status") != "done":
         return summary
     summary = {**summary, "status": "running", "phase": "evaluation"}
@@ -73,6 +76,15 @@ def work(run_dir: Path) -> dict:
     summary["status"] = "done"
     rundir.write_summary(run_dir, summary)
     return summary
+
+
+def ranks_for(spec: dict) -> int:
+    """Processes that train a run: one per GPU it takes (``resources.gpus``), data-parallel.
+
+    On a CPU pool (no GPU visible) ``resources.gpus: N`` trains N CPU ranks (gloo or MPI) in the
+    run's one slot, so a sweep with multi-GPU runs is the same sweep on a CPU machine.
+    """
+    return int((spec.get("resources") or {}).get("gpus", 1))
 
 
 def _lock(run_dir: Path):

@@ -25,6 +25,9 @@ def add_parser(sub):
     p.add_argument("--framework", choices=FRAMEWORKS, default="torch")
     p.add_argument("--seed", type=non_negative_int, help="seed (default: train.seed)")
     p.add_argument("--run", help="run folder (default runs/train/<spec name>-<framework>-s<seed>)")
+    p.add_argument("--nproc", type=positive_int, default=1,
+                   help="train data-parallel over N processes (torchrun for torch: NCCL on GPUs, gloo on the "
+                        "CPU; mpirun for jittor); train.batch_size stays the global batch (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -45,16 +48,21 @@ def apply_overrides(raw: dict, args) -> dict:
     return raw
 
 
-def preflight(spec: dict, run_dir: Path, framework: str) -> None:
+def preflight(spec: dict, run_dir: Path, framework: str, nproc: int = 1) -> None:
     """Refuse, before the run folder is touched, what would fail once training starts: data that
-    is missing or unreadable, a config.json that is not JSON, a folder that cannot be written.
+    is missing or unreadable, a config.json that is not JSON, a folder that cannot be written, a
+    batch that does not split over ``nproc`` processes or a missing launcher.
     (A folder holding another run is refused by ``train_run``, which records the refusal.)"""
+    from .. import distributed
     from ..data import check_available
     from ..errors import UnetlabError
     from ..fs_errors import check_writable
     from ..frameworks import check_run_section
 
     check_run_section(framework, "train", spec["train"])
+    if nproc > 1:
+        distributed.check_batch_divides(spec["train"]["batch_size"], nproc)
+        distributed.check_launcher(framework)
     check_run_section(framework, "sample", spec["sample"])
     check_available(spec["data"])
     existing = rundir.read_json(run_dir / rundir.CONFIG)
@@ -69,9 +77,10 @@ def run(args):
     spec = resolve_run_spec(apply_overrides(load_mapping(args.spec, "run spec"), args))
     seed = spec["train"]["seed"] if args.seed is None else args.seed
     run_dir = Path(args.run or f"runs/train/{Path(args.spec).stem}-{args.framework}-s{seed}")
-    preflight(spec, run_dir, args.framework)
+    preflight(spec, run_dir, args.framework, args.nproc)
     was_done = rundir.run_status(run_dir) == rundir.Status.DONE
-    summary = train_run(spec, run_dir, args.framework, seed=seed, progress=not args.no_progress)
+    summary = train_run(spec, run_dir, args.framework, seed=seed, progress=not args.no_progress,
+                        nproc=args.nproc)
     loss = summary.get("final_loss")
     print(f"{run_dir}: {summary['status']}{' already (nothing to train)' if was_done else ''} after "
           f"{summary['step']} steps, final loss {'?' if loss is None else f'{loss:.4f}'} "

@@ -137,8 +137,23 @@ class Backend(Protocol):
     def channels_last_default(self, compile_mode: str | None) -> bool:
         """The layout used when a spec leaves ``channels_last`` unset."""
 
-    def fast_forward(self, model, compile_mode: str | None = None, channels_last: bool | None = False):
-        """``model``'s forward ``f(x, t)`` as it should run for speed (compiled, channels-last)."""
+    def fast_forward(self, model, compile_mode: str | None = None, channels_last: bool | None = False,
+                     data_parallel: bool = False):
+        """``model``'s forward ``f(x, t)`` as it should run for speed (compiled, channels-last);
+        ``data_parallel``: its gradients are averaged over the ranks (PyTorch's DDP; Jittor's
+        optimizer averages them itself)."""
+
+    def init_world(self, world) -> None:
+        """Join the ranks of a data-parallel run (a ``distributed.World``); once per process."""
+
+    def close_world(self) -> None:
+        """Leave the ranks (no-op when not joined)."""
+
+    def mean_over_ranks(self, x) -> Any:
+        """The mean of scalar ``x`` over the ranks (every rank calls it at the same point)."""
+
+    def any_over_ranks(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (every rank calls it at the same point)."""
 
     def randn_like(self, x) -> Any:
         """Standard normal noise with ``x``'s shape, from the framework's generator."""

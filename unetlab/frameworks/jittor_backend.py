@@ -18,7 +18,7 @@ def device_name() -> str:
 
 
 def seed(value: int) -> None:
-    jt.set_global_seed(value)
+    jt.set_global_seed(value, different_seed_for_mpi=False)  # unetlab seeds its ranks itself
 
 
 def prepare_model(model):
@@ -91,6 +91,8 @@ class Optimizer:
 
     def step(self, loss):
         grads = jt.grad(loss, self.params)
+        if jt.in_mpi and jt.world_size > 1:  # what jt.optim does, and this optimizer bypasses
+            _average_over_ranks(grads)
         norm = jt.sqrt(sum((g * g).sum() for g in grads))
         coef = jt.minimum(self.grad_clip / (norm + 1e-6), 1.0) if self.grad_clip else None
         self.n += 1
@@ -122,6 +124,39 @@ class Optimizer:
         for name, m, v in zip(self.names, self.m, self.v):
             m.assign(jt.array(arrays[f"m/{name}"]).stop_grad())
             v.assign(jt.array(arrays[f"v/{name}"]).stop_grad())
+
+
+def _average_over_ranks(grads: list) -> None:
+    """Replace each gradient by its mean over the MPI ranks, in place, in one fixed order on every
+    rank (each all-reduce depends on the one before, as in ``jt.optim``)."""
+    before = []
+    for g in grads:
+        g.assign(g.mpi_all_reduce("mean"))
+        reduced = g._input(0)
+        reduced._add_dependency(before)
+        before = [reduced]
+
+
+def init_world(world) -> None:
+    """Check that Jittor's MPI sees the world mpirun started (it is on only for MPI runs)."""
+    if not jt.in_mpi or jt.world_size != world.size or jt.rank != world.rank:
+        from ..errors import UnetlabError
+        raise UnetlabError(f"jittor: MPI is not set up for this run (rank {jt.rank} of {jt.world_size}, "
+                           f"expected rank {world.rank} of {world.size}); run it with mpirun from OpenMPI")
+
+
+def close_world() -> None:
+    pass
+
+
+def mean_over_ranks(x):
+    mean = x.mpi_all_reduce("mean")
+    mean.sync()  # now, on every rank: a rank-0-only evaluation later would wait for the others
+    return mean
+
+
+def any_over_ranks(flag: bool) -> bool:
+    return bool(jt.array([float(flag)]).mpi_all_reduce("add").item() > 0)
 
 
 def ema_update(ema_model, model, decay: float) -> None:
@@ -165,9 +200,11 @@ def channels_last_default(compile_mode: str | None) -> bool:
     return False
 
 
-def fast_forward(model, compile_mode: str | None = None, channels_last: bool | None = False):
+def fast_forward(model, compile_mode: str | None = None, channels_last: bool | None = False,
+                 data_parallel: bool = False):
     """``model`` itself: compile modes and channels-last layout are PyTorch's (callers check;
-    ``channels_last=None``, the unset default, is Jittor's one layout)."""
+    ``channels_last=None``, the unset default, is Jittor's one layout).  With ``data_parallel``
+    the :class:`Optimizer` averages the gradients over the MPI ranks."""
     if compile_mode is not None or channels_last:
         raise ValueError("compile and channels_last are torch options")
     return model

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..distributed import NPROC_ENV
 from ..errors import UnetlabError
 from ..files import atomic_dir
 from . import jittor_cuda13
@@ -109,8 +110,13 @@ def prepare(device: str | None = None) -> str:
             del env["nvcc_path"]
     else:
         env["nvcc_path"] = ""
-    for flag in ("use_cutt", "use_cutlass", "use_nccl", "use_mpi"):
+    for flag in ("use_cutt", "use_cutlass", "use_nccl"):
         env.setdefault(flag, "0")
+    # Jittor's MPI only in the ranks of a data-parallel run started by mpirun (it probes for
+    # mpicc and compiles its MPI ops when on); there it must be on, whatever the launcher inherited
+    if env.get(NPROC_ENV) and "OMPI_COMM_WORLD_SIZE" in env:
+        env["use_mpi"] = "1"
+    env.setdefault("use_mpi", "0")
     env.setdefault("log_silent", "1")
     parts = ["cuda" if use_cuda else "cpu"]
     if use_cuda:

@@ -169,9 +169,11 @@ def channels_last_default(compile_mode: str | None) -> bool:
     return device().type == "cpu" or compile_mode is not None
 
 
-def fast_forward(model, compile_mode: str | None = None, channels_last: bool | None = False):
+def fast_forward(model, compile_mode: str | None = None, channels_last: bool | None = False,
+                 data_parallel: bool = False):
     """``model``'s forward as it should run for speed: in channels-last layout (weights converted
-    once, inputs on each call) and/or compiled with ``compile_mode`` (None: eager).  With
+    once, inputs on each call), wrapped in DDP with ``data_parallel`` (after the layout change, so
+    DDP's buckets follow it) and/or compiled with ``compile_mode`` (None: eager).  With
     ``channels_last=None`` the layout is ``channels_last_default(compile_mode)``.  With a
     CUDA-graph mode each call starts a new graph step, so an earlier call's output may be reused:
     use it before the next call (the trainer and samplers do)."""
@@ -180,10 +182,12 @@ def fast_forward(model, compile_mode: str | None = None, channels_last: bool | N
         channels_last = channels_last_default(compile_mode)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    if data_parallel:
+        forward = _ddp(model)
     if compile_mode is not None:
         if compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile mode {compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}")
-        forward = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
+        forward = torch.compile(forward, mode=None if compile_mode == "default" else compile_mode)
     graphs = compile_mode in CUDA_GRAPH_MODES and device().type == "cuda"
     if not channels_last and not graphs:
         return forward
@@ -196,6 +200,47 @@ def fast_forward(model, compile_mode: str | None = None, channels_last: bool | N
         return forward(x, t)
 
     return run
+
+
+def _ddp(model):
+    from torch.nn.parallel import DistributedDataParallel
+
+    on_gpu = device().type == "cuda"
+    return DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if on_gpu else None)
+
+
+def init_world(world) -> None:
+    """Join the process group torchrun set up: NCCL on GPUs (one per local rank), gloo on the CPU."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(world.local_rank % torch.cuda.device_count())
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def close_world() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def mean_over_ranks(x):
+    import torch.distributed as dist
+
+    total = x.detach().clone()
+    dist.all_reduce(total)  # a sum: gloo has no average
+    return total / dist.get_world_size()
+
+
+def any_over_ranks(flag: bool) -> bool:
+    import torch.distributed as dist
+
+    votes = torch.tensor([float(flag)], device=device())
+    dist.all_reduce(votes)
+    return bool(votes.item() > 0)
 
 
 def randn_like(x):

@@ -100,7 +100,8 @@ EVAL = OptionSet((
 ))
 
 RESOURCES = OptionSet((
-    Option("gpus", int, 1, "GPUs the run takes in a sweep's GPU pool (slots of `unetlab ablate --gpus`); "
+    Option("gpus", int, 1, "GPUs the run takes in a sweep's GPU pool (slots of `unetlab ablate --gpus`), "
+           "trained data-parallel with one rank per GPU (N CPU ranks on a CPU pool); "
            "where it runs, not what it computes"),
 ))
 
@@ -219,6 +220,10 @@ def _check_consistency(spec: dict, prefix: str) -> None:
     if len(budgets) > 1:
         raise UnetlabError(f"{prefix}train: give one budget of steps, epochs or minutes, not {' and '.join(budgets)}")
     _check_ranges(spec, prefix)
+    gpus = spec["resources"]["gpus"]
+    if train["batch_size"] % gpus:  # a sweep trains the run over that many data-parallel ranks
+        raise UnetlabError(f"{prefix}resources.gpus: {gpus} data-parallel ranks do not split "
+                           f"train.batch_size {train['batch_size']} into equal slices")
     if not _positive(train["adam_eps"]):
         raise UnetlabError(f"{prefix}train.adam_eps: must be positive, got {train['adam_eps']}")
     for section in ("train", "sample"):
