@@ -5,7 +5,8 @@ Everything random in a step -- the batch, its flips, the timesteps, the noise (w
 ``(seed, step)``, so a resumed run repeats exactly what an uninterrupted one does.  The
 checkpoint also holds the losses of the open log window, so the resumed run's metrics records
 are the uninterrupted run's too.  SIGINT and SIGTERM stop training after the current step with
-a checkpoint at that step.
+a checkpoint at that step; so does a stop request (:func:`unetlab.rundir.request_stop`, from a
+search's pruner), at the next log step, and the run ends ``pruned``.
 """
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ class Trainer:
         self.losses = LossLog()
         self.window_seconds = 0.0  # seconds spent in the open log window before this session
         self._stop_signal = None
+        self.pruned_reason = None  # set when a stop request was found at a log step
         self._resume()
         self._saved_step = self.step
 
@@ -155,6 +157,8 @@ class Trainer:
             raise KeyboardInterrupt(f"stopped by {signal.Signals(self._stop_signal).name} at step {self.step} "
                                     f"(checkpointed)")
         end = self.total_steps
+        if self.pruned_reason is not None and (end is None or self.step < end):
+            return self.pruned_summary()
         return self.finish() if end is None or self.step >= end else self.partial_summary()
 
     def _loop(self, progress: bool, stop_after: int | None) -> None:
@@ -177,7 +181,8 @@ class Trainer:
         def budget_left() -> bool:
             return (end is None or self.step < end) and (deadline is None or time.monotonic() < deadline)
 
-        while budget_left() and self._stop_signal is None and steps_this_call != stop_after:
+        while (budget_left() and self._stop_signal is None and self.pruned_reason is None
+               and steps_this_call != stop_after):
             loss, grad_norm = self.train_step()
             pending.append(loss)
             steps_this_call += 1
@@ -201,6 +206,7 @@ class Trainer:
                 bar.update(len(pending))
                 bar.set_postfix(loss=f"{trailing:.4f}")
                 pending, last_log, window_seconds = [], now, 0.0
+                self.pruned_reason = rundir.stop_requested(self.run_dir)  # a stat per log step
             if self.evaluator.due(self.step):  # FID during training, off the training clock
                 paused = self.evaluator.run(self, self.elapsed_before + time.perf_counter() - started)
                 started, last_log = started + paused, last_log + paused
@@ -246,6 +252,13 @@ class Trainer:
     def partial_summary(self) -> dict:
         """The summary of a run stopped before its budget (resumable)."""
         summary = {"status": "partial", "step": self.step}
+        rundir.write_summary(self.run_dir, summary)
+        return summary
+
+    def pruned_summary(self) -> dict:
+        """The summary of a run a search pruned: its figures so far, final like a done run's."""
+        summary = {**summarize(self.run_dir, self.spec, self.framework), "status": "pruned", "step": self.step,
+                   "reason": self.pruned_reason}
         rundir.write_summary(self.run_dir, summary)
         return summary
 
@@ -307,7 +320,7 @@ def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = Non
             rundir.record_event(run_dir, "rerun refused", reason=str(exc))
             raise
         state = rundir.read_state(run_dir)
-        if state.status == rundir.Status.DONE:
+        if state.status in (rundir.Status.DONE, rundir.Status.PRUNED):
             return state.summary
         trainer = None
         try:
