@@ -79,12 +79,15 @@ def distributions(search: SearchSpec) -> dict:
     return out
 
 
-def sampler_for(search: SearchSpec):
+def sampler_for(search: SearchSpec, trial_number: int = 0):
+    """The sampler that asks for trial ``trial_number``, seeded by the search's seed and that
+    number: a resumed or shared study never repeats a draw, and a serial search is reproducible."""
     import optuna
 
+    seed = search.seed * 1_000_003 + trial_number
     if search.method == "tpe":
-        return optuna.samplers.TPESampler(seed=search.seed)
-    return optuna.samplers.RandomSampler(seed=search.seed)
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
 def pruner_for(search: SearchSpec):
@@ -171,6 +174,7 @@ class Study:
                     trial = Trial(self.study, frozen._trial_id)  # Optuna's id of that trial
                     return Lane(trial, run, self.root / run.name, lock, set(frozen.intermediate_values))
             while counted(self.study) < self.search.trials:
+                self.study.sampler = sampler_for(self.search, len(self.study.get_trials(deepcopy=False)))
                 trial = self.study.ask(self.dists)
                 try:
                     run = trial_run(self.template, trial.number, self.params_of(trial.params))
