@@ -112,7 +112,9 @@ def open_study(template: Run, search: SearchSpec, storage):
     if study.direction.name.lower() != direction:
         raise UnetlabError(f"study {study.study_name} was made to {study.direction.name.lower()} its objective; "
                            f"the ablation now says mode {search.mode} (use another storage or ablation name)")
-    attrs = {"metric": search.metric, "mode": search.mode, "method": search.method,
+    from .search_spec import metric_label
+
+    attrs = {"metric": metric_label(search.metric), "mode": search.mode, "method": search.method,
              "pruner": search.pruning.describe(), "ablation": template.ablation, "variant": template.variant,
              "framework": template.framework}
     for key, value in attrs.items():
@@ -259,7 +261,7 @@ class Study:
         text = f"study {self.study.study_name}: {len(trials)} trials ({', '.join(f'{n} {s}' for s, n in states.items())})"
         if states.get("complete"):
             best = self.study.best_trial
-            text += f"; best t{best.number}: {self.search.metric} {best.value:.4g} " + \
+            text += f"; best t{best.number}: {self.study.user_attrs['metric']} {best.value:.4g} " + \
                     " ".join(f"{k}={v}" for k, v in best.params.items())
         return text
 

@@ -92,6 +92,11 @@ class SearchSpec:
         return next(d for d in self.space if d.key == key)
 
 
+def metric_label(column: str) -> str:
+    """How an objective column reads in messages: the score column holds FID or FD-small."""
+    return "FID/FD-small" if column == "FID" else column
+
+
 def choice_label(value: Any) -> Any:
     """A choice as Optuna can store it: plain scalars as they are, anything else as compact JSON."""
     if value is None or isinstance(value, (bool, int, float, str)):

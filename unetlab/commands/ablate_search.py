@@ -11,6 +11,7 @@ def print_search_plan(ablation, root: Path, storage: str | None) -> None:
     from tabulate import tabulate
 
     from ..search import JOURNAL, study_name
+    from ..search_spec import metric_label
 
     search = ablation.search
     where = storage or str(root / JOURNAL)
@@ -23,7 +24,7 @@ def print_search_plan(ablation, root: Path, storage: str | None) -> None:
                      "seed": template.seed, "trials": f"{len(trials)}/{search.trials}",
                      "states": ", ".join(f"{n} {s}" for s, n in states.items()) or "new"})
     print(f"ablation {ablation.name}: {search.method} search, {search.trials} trials per study "
-          f"({search.parallel} at once), objective {search.metric} ({search.mode}), pruner "
+          f"({search.parallel} at once), objective {metric_label(search.metric)} ({search.mode}), pruner "
           f"{search.pruning.describe()}; studies in {where}; trials in {root}/<variant>-t<N>-<framework>-s<seed>")
     print(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
 
