@@ -206,7 +206,7 @@ def _leading_number(value):
 def group_seeds(df: pd.DataFrame) -> pd.DataFrame:
     """One row per ablation/variant/grid/framework: ``mean ± std (n=k)`` of the numbers over seeds
     (std: sample standard deviation; n: the seeds that have the number)."""
-    keys = ["ablation", "variant", "grid", "framework"]
+    keys = ["ablation", "variant", "grid"] + (["trial"] if "trial" in df.columns else []) + ["framework"]
     rows = []
     for ident, part in df.groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, ident))
