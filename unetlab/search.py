@@ -15,7 +15,8 @@ status ``pruned``, wherever it runs.
 Counting: ``trials`` is the number of trials of a study that finished, were pruned, failed or
 are running.  Trials are asked under a file lock beside the runs, so two sweepers on one study
 never exceed it, and a rerun adds only what is missing.  A trial left running by a killed
-sweeper (its run folder no longer locked) is resumed as the same trial, with the same values.
+sweeper (its run folder no longer locked), or whose worker was killed, is resumed as the same
+trial, with the same values, by the next run of the search.
 """
 from __future__ import annotations
 
@@ -154,6 +155,7 @@ class Study:
         self.search, self.template, self.root, self.echo = ablation.search, template, Path(root), echo
         self.study = open_study(template, self.search, storage)
         self.dists = distributions(self.search)
+        self.died: set = set()  # trials whose worker was killed here: left for the next run of the search
 
     # -- claiming --------------------------------------------------------------------------
     def params_of(self, stored: dict) -> dict:
@@ -168,7 +170,7 @@ class Study:
         self.root.mkdir(parents=True, exist_ok=True)
         with flocked(self.root / COUNT_LOCK):
             for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                if frozen.number in mine:
+                if frozen.number in mine or frozen.number in self.died:
                     continue
                 run = trial_run(self.template, frozen.number, self.params_of(frozen.params))
                 lock = self._lock_free_run(self.root / run.name)
@@ -244,6 +246,9 @@ class Study:
                     status = "failed"
             elif state.status == rundir.Status.PRUNED:
                 self.study.tell(lane.trial, state=TrialState.PRUNED)
+            elif state.status == rundir.Status.FAILED and state.reason.startswith("worker died"):
+                self.died.add(lane.trial.number)  # killed from outside (e.g. out of memory), not its own failure
+                status = "interrupted"
             elif state.status in (rundir.Status.FAILED, rundir.Status.CHANGED, rundir.Status.CORRUPT) \
                     and lane.error is None:
                 lane.trial.set_user_attr("reason", state.reason)
