@@ -266,8 +266,8 @@ class Study:
         text = f"study {self.study.study_name}: {len(trials)} trials ({', '.join(f'{n} {s}' for s, n in states.items())})"
         if states.get("complete"):
             best = self.study.best_trial
-            text += f"; best t{best.number}: {self.study.user_attrs['metric']} {best.value:.4g} " + \
-                    " ".join(f"{k}={v}" for k, v in best.params.items())
+            values = [f"{k}={format(v, '.4g') if isinstance(v, float) else v}" for k, v in best.params.items()]
+            text += f"; best t{best.number}: {self.study.user_attrs['metric']} {best.value:.4g} " + " ".join(values)
         return text
 
 

@@ -67,6 +67,7 @@ def run_search_command(args, ablation, root: Path, pool) -> int:
     print()
     for line in result.studies:
         print(line)
+    print(f"(best trials, importances and plots: unetlab table {root} --search)")
     if result.failed:
         print(f"\n{len(result.failed)} trial(s) failed: {', '.join(result.failed)} "
               f"(reasons in the table; logs in each run's worker.log)")
