@@ -73,7 +73,11 @@ def test_a_search_takes_one_seed_and_no_grid(capsys, tmp_path):
 
 def test_without_optuna_a_search_says_what_to_install(capsys, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna now raises ImportError
-    refused(capsys, tmp_path, tpe(), "pip install 'unetlab[search]'")
+    refused(capsys, tmp_path, tpe(), "search.method tpe needs Optuna, which is not installed: "
+                                     "pip install 'unetlab[search]'")
+    (tmp_path / "runs").mkdir()
+    assert main(["table", str(tmp_path / "runs"), "--search"]) == 2
+    assert "unetlab table --search needs Optuna, which is not installed" in capsys.readouterr().err
 
 
 def test_method_grid_is_todays_grid(tmp_path):

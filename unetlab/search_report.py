@@ -23,12 +23,11 @@ BEST = 5
 
 def load_studies(root: Path, storage: str | None = None) -> list:
     """Every study in the journal files at or below ``root`` (or in the database ``storage``)."""
-    import optuna
-
-    from .search import JOURNAL, storage_for
     from .search_spec import require_optuna
 
-    require_optuna("search")
+    optuna = require_optuna("unetlab table --search")
+    from .search import JOURNAL, storage_for
+
     root = Path(root)
     if storage:
         stores = [storage_for(root, storage)]

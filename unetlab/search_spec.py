@@ -223,7 +223,7 @@ def parse_search(value: Any, sections: tuple) -> SearchSpec | None:
         return SearchSpec("grid", space=space)
     if not space:
         raise UnetlabError(f"search.space: method {method} needs a space to sample")
-    require_optuna(method)
+    require_optuna(f"search.method {method}")
     if "trials" not in value:
         raise UnetlabError("search.trials: missing (how many trials each study runs)")
     metric, mode = _objective(value.get("objective"))
@@ -233,11 +233,10 @@ def parse_search(value: Any, sections: tuple) -> SearchSpec | None:
                       _pruning(value.get("pruner"), mode))
 
 
-def require_optuna(method: str = "random"):
-    """Optuna, or a one-line error saying how to install it."""
+def require_optuna(what: str = "a search"):
+    """Optuna, or a one-line error saying that ``what`` needs it and how to install it."""
     try:
         import optuna
     except ImportError:
-        raise UnetlabError(f"search: method {method} runs on Optuna, which is not installed: "
-                           f"{INSTALL_HINT}") from None
+        raise UnetlabError(f"{what} needs Optuna, which is not installed: {INSTALL_HINT}") from None
     return optuna
