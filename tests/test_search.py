@@ -151,7 +151,7 @@ def test_table_search_shows_the_best_trial_and_writes_plots(search, tmp_path):
     assert first.split()[1] == str(study.best_trial.number) and RUN.format(study.best_trial.number) in first
     assert "importance (fANOVA): train.lr 1.00" in out
     for kind in ("history", "importance", "slice", "curves"):
-        png = tmp_path / f"search-a-torch-{kind}.png"
+        png = tmp_path / f"search-s-a-torch-{kind}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", kind
 
 

@@ -3,12 +3,13 @@
 Importances are Optuna's default, fANOVA (a random forest over the complete trials; it needs
 scikit-learn, which unetlab already depends on for its digits data), seeded so that a report
 reads the same twice.  Plots are plain matplotlib from the study's trials, one set per study:
-``search-<study>-history.png`` (objective against trial number, best so far),
+``search-<ablation>-<variant>-<framework>-history.png`` (objective against trial number, best so far),
 ``-importance.png``, ``-slice.png`` (objective against each sampled value) and ``-curves.png``
 (the pruner's metric against step, pruned trials dashed).
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -46,7 +47,8 @@ def trials_frame(study) -> pd.DataFrame:
     """One row per trial: number, state, objective value, run folder, then its sampled values."""
     metric = study.user_attrs.get("metric", "value")
     rows = [{"trial": t.number, "state": t.state.name.lower(), metric: t.value, "run": t.user_attrs.get("run", ""),
-             "last step": max(t.intermediate_values, default=None), **t.params}
+             "last step": max(t.intermediate_values, default=None),
+             **{k: shown_value(v) for k, v in t.params.items()}}
             for t in study.get_trials(deepcopy=False)]
     return pd.DataFrame(rows)
 
@@ -113,7 +115,20 @@ def format_report(study, fmt: str = "terminal") -> str:
 # -- plots ---------------------------------------------------------------------------------------
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", name.split("/", 1)[-1])
+    """``demo/a-torch`` -> ``demo-a-torch``: a study's name as a file name."""
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", name.replace("/", "-"))
+
+
+def shown_value(value):
+    """A stored parameter as the table shows it: a block choice (stored as JSON) as ``multihead(heads=4)``."""
+    from .table import _param_text
+
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            return _param_text(json.loads(value))
+        except ValueError:
+            return value
+    return value
 
 
 def write_search_plots(study, folder: Path) -> list[Path]:
@@ -164,8 +179,8 @@ def write_search_plots(study, folder: Path) -> list[Path]:
             done = [t for t in complete if key in t.params]
             dist = next((t.distributions[key] for t in trials if key in t.distributions), None)
             if isinstance(dist, optuna.distributions.CategoricalDistribution):
-                labels = [str(c) for c in dist.choices]
-                ax.plot([labels.index(str(t.params[key])) for t in done], [t.value for t in done], "o")
+                labels = [str(shown_value(c)) for c in dist.choices]
+                ax.plot([labels.index(str(shown_value(t.params[key]))) for t in done], [t.value for t in done], "o")
                 ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=7)
             else:
                 ax.plot([t.params[key] for t in done], [t.value for t in done], "o")
