@@ -168,3 +168,44 @@ def test_two_sweepers_on_one_study_keep_its_total(tmp_path):
     assert states(study) == ["complete"] * 4
     assert sorted(p.name for p in (runs / "s").glob("a-t*")) == [RUN.format(n) for n in range(4)]
     assert [starts(runs / "s" / RUN.format(n)) for n in range(4)] == [1, 1, 1, 1]
+
+
+# -- without training: the search's bookkeeping ----------------------------------------------------
+
+def study_of(tmp_path, trials=2):
+    from unetlab.ablate import load_ablation
+    from unetlab.search import Study
+
+    ablation = load_ablation(write(tmp_path / "s.yaml", trials))
+    storage = optuna.storages.InMemoryStorage()
+    return lambda: Study(ablation, ablation.runs[0], tmp_path / "runs" / "s", storage, echo=lambda line: None)
+
+
+def test_a_trial_whose_worker_was_killed_is_left_for_the_next_run_of_the_search(tmp_path):
+    sweeper = study_of(tmp_path)
+    first = sweeper()
+    lane = first.claim(set())
+    assert lane.run.name == RUN.format(0) and lane.run_dir.is_dir()
+    rundir.write_summary(lane.run_dir, {"status": "failed", "reason": "worker died (signal SIGKILL); see worker.log"})
+    assert first.conclude(lane) == "interrupted"
+    assert states(first.study) == ["running"]
+    again = first.claim({})  # this sweeper does not retry it: it asks the next trial
+    assert again.trial.number == 1
+    again.lock.release()
+    rerun = sweeper()
+    rerun.study = first.study  # the same storage, as a later run of the search sees it
+    resumed = rerun.claim(set())
+    assert resumed.trial.number == 0 and resumed.run.params == lane.run.params
+    resumed.lock.release()
+
+
+def test_a_lane_gets_exactly_its_slots():
+    from unetlab.pool import Pool
+    from unetlab.search import _lane_pool
+
+    pool = Pool(("3", "5", "7"), 3, 4, pin=True)
+    lane = _lane_pool(pool, [1, 2])
+    assert lane.worker_env([0, 1])["CUDA_VISIBLE_DEVICES"] == "5,7" and lane.size == 2
+    assert _lane_pool(Pool((), 2, 1, pin=True), [1]).worker_env([0]) == {
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
