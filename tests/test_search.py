@@ -59,7 +59,7 @@ def wait_for(condition, proc, timeout=300.0):
 
 
 def load(root: Path, name="s/a-torch"):
-    from unetlab.search import storage_for
+    from unetlab.search_optuna import storage_for
 
     return optuna.load_study(study_name=name, storage=storage_for(root))
 

@@ -27,7 +27,7 @@ def load_studies(root: Path, storage: str | None = None) -> list:
     from .search_spec import require_optuna
 
     optuna = require_optuna("unetlab table --search")
-    from .search import JOURNAL, storage_for
+    from .search_optuna import JOURNAL, storage_for
 
     root = Path(root)
     if storage:

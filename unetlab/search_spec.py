@@ -194,8 +194,8 @@ def _pruning(value: Any, mode: str) -> Pruning:
         raise UnetlabError(f"search.pruner.{kind}.metric: {metric!r} is not a logged metric "
                            f"(valid metrics: {', '.join(PRUNE_METRICS)})")
     if mode != "min":
-        raise UnetlabError(f"search.pruner: the logged metrics are lower-is-better, so a search that "
-                           f"maximises its objective cannot prune; use pruner: none")
+        raise UnetlabError("search.pruner: the logged metrics are lower-is-better, so a search that "
+                           "maximises its objective cannot prune; use pruner: none")
     where = f"search.pruner.{kind}"
     return Pruning(kind, metric,
                    _positive_int(f"{where}.min_steps", options.get("min_steps", 1)),

@@ -10,7 +10,7 @@ def print_search_plan(ablation, root: Path, storage: str | None) -> None:
 
     from tabulate import tabulate
 
-    from ..search import JOURNAL, study_name
+    from ..search_optuna import JOURNAL, study_name
     from ..search_spec import metric_label
 
     search = ablation.search
@@ -33,7 +33,7 @@ def _existing_studies(root: Path, storage: str | None) -> dict:
     """Study name -> its trials, read without creating anything (a dry run writes nothing)."""
     import optuna
 
-    from ..search import JOURNAL, storage_for
+    from ..search_optuna import JOURNAL, storage_for
 
     if storage is None and not (root / JOURNAL).is_file():
         return {}
