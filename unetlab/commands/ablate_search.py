@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def print_search_plan(ablation, root: Path, storage: str | None) -> None:
+def print_search_plan(ablation, root: Path, storage: str | None, pool) -> None:
     """One row per study (variant x framework): its trials so far against the total."""
     from collections import Counter
 
@@ -24,7 +24,7 @@ def print_search_plan(ablation, root: Path, storage: str | None) -> None:
                      "seed": template.seed, "trials": f"{len(trials)}/{search.trials}",
                      "states": ", ".join(f"{n} {s}" for s, n in states.items()) or "new"})
     print(f"ablation {ablation.name}: {search.method} search, {search.trials} trials per study "
-          f"({search.parallel} at once), objective {metric_label(search.metric)} ({search.mode}), pruner "
+          f"({min(search.parallel, pool.size)} at once in {pool.describe()}), objective {metric_label(search.metric)} ({search.mode}), pruner "
           f"{search.pruning.describe()}; studies in {where}; trials in {root}/<variant>-t<N>-<framework>-s<seed>")
     print(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
 
@@ -48,7 +48,7 @@ def run_search_command(args, ablation, root: Path, pool) -> int:
     from .ablate import check_data
     from .table import show_table
 
-    print_search_plan(ablation, root, args.storage)
+    print_search_plan(ablation, root, args.storage, pool)
     if args.dry_run:
         return 0
     check_data(ablation)
