@@ -163,6 +163,7 @@ def test_the_table_shows_each_status(tmp_path, other_process):
     make_run(root, "interrupted", {"status": "interrupted", "step": 10, "reason": "KeyboardInterrupt: stopped"})
     make_run(root, "failed", {"status": "failed", "step": 10, "reason": "TrainingDiverged: loss became nan"})
     make_run(root, "done", {"status": "done", "step": 20, "final_loss": 0.1}, steps=(10, 20))
+    make_run(root, "pruned", {"status": "pruned", "step": 10, "reason": "asha on loss at step 5"})
     running = make_run(root, "running", {"status": "running", "step": 10})
     (running / rundir.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pids": [other_process.pid],
                                                    "command": "unetlab train"}))
@@ -179,6 +180,7 @@ def test_the_table_shows_each_status(tmp_path, other_process):
         "interrupted": "interrupted 10/20: KeyboardInterrupt: stopped",
         "failed": "failed: TrainingDiverged: loss became nan",
         "done": "done",
+        "pruned": "pruned 10/20: asha on loss at step 5",
         "running": "running 10/20",
         "changed": "changed: config.json was edited after the run was written",
         "corrupt": "corrupt: config.json: not valid JSON (Expecting value: line 1 column 20 (char 19))",

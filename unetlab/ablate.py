@@ -22,9 +22,10 @@ from .errors import UnetlabError
 from .frameworks import PRECISIONS, check_run_section
 from .frameworks import FRAMEWORKS
 from .registry import get_registry
+from .search_spec import SearchSpec, parse_search
 from .spec import SECTIONS, deep_merge, expand_dotted, load_mapping, load_yaml, resolve_run_spec
 
-TOP_KEYS = ("name", "base", "variants", "grid", "seeds", "frameworks")
+TOP_KEYS = ("name", "base", "variants", "grid", "seeds", "frameworks", "search")
 BUDGETS = ("steps", "epochs", "minutes")
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
@@ -39,6 +40,9 @@ class Run:
     framework: str
     seed: int
     spec: dict = field(repr=False, compare=False)
+    trial: int | None = None  # the search trial's number (its study is the variant x framework)
+    params: dict = field(default_factory=dict, compare=False)  # the trial's sampled spec values
+    layers: tuple = field(default=(), repr=False, compare=False)  # (label, overrides) it was resolved from
 
     @property
     def grid_label(self) -> str:
@@ -46,13 +50,14 @@ class Run:
 
     @property
     def name(self) -> str:
-        parts = [self.variant] + ([self.grid_label] if self.grid else []) + [self.framework, f"s{self.seed}"]
-        return "-".join(parts)
+        middle = [f"t{self.trial}"] if self.trial is not None else [self.grid_label] if self.grid else []
+        return "-".join([self.variant] + middle + [self.framework, f"s{self.seed}"])
 
     def identity(self) -> dict:
         """What config.json records under ``run`` besides framework and seed."""
+        trial = {"trial": self.trial, "params": dict(self.params)} if self.trial is not None else {}
         return {"ablation": self.ablation, "variant": self.variant, "grid": dict(self.grid),
-                "grid_label": self.grid_label, "name": self.name}
+                "grid_label": self.grid_label, "name": self.name, **trial}
 
     def config(self) -> dict:
         """The run folder's config.json, as the trainer writes and checks it."""
@@ -65,6 +70,7 @@ class Ablation:
     name: str
     runs: tuple
     source: str = ""
+    search: SearchSpec | None = None  # a sampled search: ``runs`` are its studies' templates
 
 
 # -- naming ----------------------------------------------------------------------------------
@@ -271,6 +277,20 @@ def parse_ablation(raw: Any, name: str = "ablation", source: Path | None = None)
     base = _load_base(raw.get("base"), source)
     variants, grid = _variants(raw.get("variants")), _grid(raw.get("grid"))
     seeds, frameworks = _seeds(raw.get("seeds")), _frameworks(raw.get("frameworks"))
+    search = parse_search(raw.get("search"), ("model",) + tuple(SECTIONS))
+    if search is not None and not search.sampled:  # method grid: its choices are grid axes
+        clash = [d.key for d in search.space if d.key in grid]
+        if clash:
+            raise UnetlabError(f"search.space.{clash[0]}: also a grid axis; give it once")
+        grid = {**grid, **{d.key: list(d.values) for d in search.space}}
+        search = None
+    if search is not None:
+        if grid:
+            raise UnetlabError("grid: a sampled search (method random or tpe) cannot be crossed with a grid; "
+                               "put the grid's values in search.space as choices")
+        if len(seeds) != 1:
+            raise UnetlabError(f"seeds: a search trains one seed per trial, got {seeds} "
+                               f"(one study per variant x framework; run another seed as another ablation)")
     _resolve_layers([("base", base)])
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
     runs, names = [], set()
@@ -284,12 +304,38 @@ def parse_ablation(raw: Any, name: str = "ablation", source: Path | None = None)
                 _check_framework(spec, framework, layers)
                 for seed in seeds:
                     run_spec = deep_merge(spec, {"train": {"seed": seed}})
-                    run = Run(name, variant, point, framework, seed, run_spec)
+                    run = Run(name, variant, point, framework, seed, run_spec, layers=tuple(layers))
                     if run.name in names:
                         raise UnetlabError(f"variants.{variant}: two runs would share the folder {run.name!r}")
                     names.add(run.name)
                     runs.append(run)
-    return Ablation(name, tuple(runs), str(source or ""))
+    if search is not None:
+        unscored = [r for r in runs if search.metric == "FID" and r.spec["eval"]["fid_samples"] <= 0]
+        if unscored:
+            raise UnetlabError(f"search.objective.metric: {unscored[0].variant} scores no FID or FD-small "
+                               f"(eval.fid_samples is 0); set eval.fid_samples or use final_loss")
+        for template in runs:  # every value the space can give is checked before anything runs
+            for dim in search.space:
+                for value in dim.candidates():
+                    trial_run(template, 0, {dim.key: value})
+    return Ablation(name, tuple(runs), str(source or ""), search)
+
+
+def trial_run(template: Run, number: int, params: Mapping) -> Run:
+    """Trial ``number`` of the study of ``template`` (a variant x framework): its spec with the
+    sampled ``params`` (dotted key -> value) laid where a grid point would be, validated."""
+    layers = [layer for layer in template.layers if layer[0] != "grid"]
+    layers.insert(-1, ("search.space", expand_dotted(dict(params))))
+    label = ",".join(f"{k}={v!r}" for k, v in params.items())
+    try:
+        spec = _resolve_layers(layers)
+        _check_budget(spec, layers[1][0])
+        _check_framework(spec, template.framework, layers)
+    except UnetlabError as exc:
+        raise UnetlabError(f"{exc} (trial values {label})") from None
+    spec = deep_merge(spec, {"train": {"seed": template.seed}})
+    return Run(template.ablation, template.variant, {}, template.framework, template.seed, spec,
+               trial=number, params=dict(params), layers=template.layers)
 
 
 def load_ablation(path: str | Path) -> Ablation:

@@ -41,6 +41,8 @@ def _curves(run_dirs) -> dict:
         variant = run.get("variant", Path(d).name)
         if run.get("grid_label"):
             variant += f" [{run['grid_label']}]"
+        if run.get("trial") is not None:  # a search's trials are runs of their own, not seeds
+            variant += f" t{run['trial']}"
         out[run.get("ablation", Path(d).parent.name)].append({
             "variant": variant, "framework": run.get("framework", "?"), "seed": run.get("seed", 0),
             "step": np.array([r["step"] for r in records]), "elapsed": cumulative_elapsed(records),

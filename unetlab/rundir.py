@@ -11,6 +11,7 @@ Layout (every write is atomic: a temporary file renamed into place, see :mod:`un
     checkpoints/ema.npz  EMA weights at the end (framework-neutral: loads in either framework)
     samples.png          a grid of samples from the EMA weights
     .lock                flock-ed by the one process that writes the run (host, pids, command)
+    stop-request         written by a search to prune the run: the trainer stops at its next log step
 
 This module owns a run's life: :func:`hold` takes the lock (``train``, ``sample``, ``fid``
 and sweeps all do), :func:`read_state` says what the run is (one :class:`Status`) and
@@ -37,6 +38,9 @@ from .files import atomic_write_bytes, remove_stale_temps, try_flock, unflock  #
 CONFIG, METRICS, SUMMARY = "config.json", "metrics.jsonl", "summary.json"
 LAST, EMA, GRID = "checkpoints/last.npz", "checkpoints/ema.npz", "samples.png"
 EVENTS, LOCK, CONFIG_DIGEST = "events.jsonl", ".lock", ".config.sha256"
+#: A file whose presence asks the trainer to stop at its next log step, checkpointed, as ``pruned``
+#: (a search writes it; its text is the reason).
+STOP_REQUEST = "stop-request"
 #: Environment variable naming the lock's file descriptor a worker inherits from its sweep.
 LOCK_FD_ENV = "UNETLAB_LOCK_FD"
 
@@ -324,6 +328,7 @@ class Status(str, Enum):
     INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM (checkpointed); resumable
     FAILED = "failed"            # a failure is recorded (reason in the summary)
     DONE = "done"                # trained and evaluated
+    PRUNED = "pruned"            # stopped early by a search's pruner (checkpointed; final like done)
     CHANGED = "changed"          # config.json differs from the run's (edited by hand, or the ablation changed)
     CORRUPT = "corrupt"          # config.json is unreadable
 
@@ -385,8 +390,9 @@ def read_state(run_dir: Path) -> RunState:
     if problem:
         status = Status.CORRUPT if config is None else Status.CHANGED
         return RunState(status, problem, step, summary, config, records)
-    if said == Status.DONE:
-        return RunState(Status.DONE, "", summary.get("step", step), summary, config, records)
+    if said in (Status.DONE, Status.PRUNED):
+        return RunState(Status(said), summary.get("reason", "") if said == Status.PRUNED else "",
+                        summary.get("step", step), summary, config, records)
     if _key(run_dir) not in _held and holders(run_dir):  # held by another process
         return RunState(Status.RUNNING, "", step, summary, config, records)
     reason = summary.get("reason", "")
@@ -395,6 +401,19 @@ def read_state(run_dir: Path) -> RunState:
     if summary or records or (run_dir / LAST).is_file():
         return RunState(Status.PARTIAL, "", step, summary, config, records)
     return RunState(Status.NEW, "", 0, summary, config, records)
+
+
+def request_stop(run_dir: Path, reason: str) -> None:
+    """Ask the run's trainer, wherever it runs, to stop at its next log step as ``pruned``."""
+    atomic_write_bytes(Path(run_dir) / STOP_REQUEST, (reason.strip() + "\n").encode())
+
+
+def stop_requested(run_dir: Path) -> str | None:
+    """The reason of a stop request in the run folder, or None when there is none."""
+    try:
+        return (Path(run_dir) / STOP_REQUEST).read_text().strip() or "stop requested"
+    except FileNotFoundError:
+        return None
 
 
 def run_status(run_dir: Path) -> Status:

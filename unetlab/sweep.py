@@ -105,7 +105,7 @@ def _describe_exit(rc: int) -> str:
 def _finish_summary(run_dir: Path, status: str, reason: str) -> dict:
     """Make sure the summary states how the worker ended (it may have died without a word)."""
     summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
-    if summary.get("status") not in (Status.DONE, Status.FAILED, Status.INTERRUPTED):
+    if summary.get("status") not in (Status.DONE, Status.FAILED, Status.INTERRUPTED, Status.PRUNED):
         summary = {**summary, "status": status, "reason": reason, "step": last_step(run_dir)}
         rundir.write_summary(run_dir, summary)
     return summary

@@ -46,7 +46,7 @@ def run_row(run_dir: Path) -> dict:
     figures = summarize(run_dir, config.get("spec", {}), run.get("framework", "?"))
     fid = summary.get("fid") if isinstance(summary.get("fid"), dict) else {}
     status = str(state.status)
-    if state.status in (Status.PARTIAL, Status.RUNNING, Status.INTERRUPTED):
+    if state.status in (Status.PARTIAL, Status.RUNNING, Status.INTERRUPTED, Status.PRUNED):
         total = ((config.get("spec") or {}).get("train") or {}).get("steps")
         status += f" {state.step}/{total}" if total else ""
     if state.reason:
@@ -63,7 +63,24 @@ def run_row(run_dir: Path) -> dict:
         "FID protocol": protocol(fid) if fid else "", "status": status, "path": str(run_dir),
         "best score": _best_score(records, fid),
         "first step s": summary.get("first_step_s"),  # compilation included; off the time axis
+        **trial_columns(run),
     }
+
+
+def trial_columns(run: dict) -> dict:
+    """A search trial's number and sampled values (a column per dotted key); nothing for other runs."""
+    if run.get("trial") is None:
+        return {}
+    params = run.get("params") if isinstance(run.get("params"), dict) else {}
+    return {"trial": run["trial"], **{key: _param_text(value) for key, value in params.items()}}
+
+
+def _param_text(value):
+    """A sampled value as a cell: numbers as they are, a block choice as ``multihead(heads=4)``."""
+    if isinstance(value, dict):
+        options = ",".join(f"{k}={v}" for k, v in value.items() if k != "name")
+        return f"{value.get('name', '')}({options})" if options else str(value.get("name", value))
+    return value
 
 
 def _best_score(records: list[dict], fid: dict):
@@ -77,7 +94,10 @@ def load_table(root: Path, filters: list[str] = (), sort: str | None = None, gro
     runs = find_runs(root)
     if not runs:
         raise UnetlabError(f"{root}: no runs here (no run folder with a {rundir.CONFIG} at or below it)")
-    df = pd.DataFrame([run_row(r) for r in runs], columns=COLUMNS + ["path"])
+    rows = [run_row(r) for r in runs]
+    extra = list(dict.fromkeys(k for row in rows for k in row if k not in COLUMNS and k != "path"))
+    at = COLUMNS.index("grid") + 1  # a search's trial number and sampled values follow the grid
+    df = pd.DataFrame(rows, columns=COLUMNS[:at] + extra + COLUMNS[at:] + ["path"])
     for item in filters:
         df = _filter(df, item)
     return arrange(df, sort, group)
@@ -123,6 +143,18 @@ def _column(df: pd.DataFrame, name: str) -> str:
         if col.lower() == name.lower() or col.lower().replace(" ", "_") == name.lower():
             return col
     raise UnetlabError(f"unknown column {name!r} (columns: {', '.join(c for c in df.columns if c != 'path')})")
+
+
+def objective_column(name: str) -> str:
+    """The numeric table column a search objective names (``final_loss``, ``fid``, ``fd_small``...)."""
+    for candidate in (name, name.replace("_", "-")):
+        try:
+            column = _column(pd.DataFrame(columns=NUMBER_COLUMNS), candidate)
+        except UnetlabError:
+            continue
+        return column
+    raise UnetlabError(f"{name!r} is not a numeric column of the table (columns: "
+                       f"{', '.join(c.lower().replace(' ', '_') for c in NUMBER_COLUMNS)}; fd_small is FID's)")
 
 
 def _matches(value, wanted: str) -> bool:
@@ -174,7 +206,7 @@ def _leading_number(value):
 def group_seeds(df: pd.DataFrame) -> pd.DataFrame:
     """One row per ablation/variant/grid/framework: ``mean ± std (n=k)`` of the numbers over seeds
     (std: sample standard deviation; n: the seeds that have the number)."""
-    keys = ["ablation", "variant", "grid", "framework"]
+    keys = ["ablation", "variant", "grid"] + (["trial"] if "trial" in df.columns else []) + ["framework"]
     rows = []
     for ident, part in df.groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, ident))
@@ -210,6 +242,14 @@ def _fmt(value, col: str) -> str:
     return f"{value:.{digits}f}"
 
 
+def _fmt_param(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() and abs(value) < 1e6 else f"{value:.4g}"
+    return str(value)
+
+
 def score_header(df: pd.DataFrame) -> str:
     """``FID``, ``FD-small`` or ``FID/FD-small``: what the score column holds (never FD-small as FID)."""
     names = {p.split(" ")[0] for cell in df.get("FID protocol", []) for p in str(cell).split(", ") if p}
@@ -226,6 +266,8 @@ def format_table(df: pd.DataFrame, fmt: str = "terminal") -> str:
     for col in shown.columns:
         if col in _DIGITS:
             shown[col] = [v if isinstance(v, str) else _fmt(v, col) for v in shown[col]]
+        elif col == "trial" or "." in col:  # a search's trial number and sampled values
+            shown[col] = [_fmt_param(v) for v in shown[col]]
     shown = shown.fillna("").rename(columns={"FID": header, "FID protocol": "protocol"})
     if fmt in ("terminal", "markdown"):
         keep = [c for c in shown.columns if c in ("variant", "status") or (shown[c].astype(str) != "").any()]

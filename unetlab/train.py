@@ -5,7 +5,8 @@ Everything random in a step -- the batch, its flips, the timesteps, the noise (w
 ``(seed, step)``, so a resumed run repeats exactly what an uninterrupted one does.  The
 checkpoint also holds the losses of the open log window, so the resumed run's metrics records
 are the uninterrupted run's too.  SIGINT and SIGTERM stop training after the current step with
-a checkpoint at that step.
+a checkpoint at that step; so does a stop request (:func:`unetlab.rundir.request_stop`, from a
+search's pruner), at the next log step, and the run ends ``pruned``.
 
 With several processes (``nproc``, see :mod:`unetlab.distributed`) each rank trains on its slice
 of every global batch, gradients and logged losses are averaged over ranks, and only rank 0
@@ -96,6 +97,7 @@ class Trainer:
         self.losses = LossLog()
         self.window_seconds = 0.0  # seconds spent in the open log window before this session
         self._stop_signal = None
+        self.pruned_reason = None  # set when a stop request was found at a log step
         self._resume()
         self._saved_step = self.step
 
@@ -176,6 +178,8 @@ class Trainer:
             raise KeyboardInterrupt(f"stopped by {signal.Signals(self._stop_signal).name} at step {self.step} "
                                     f"(checkpointed)")
         end = self.total_steps
+        if self.pruned_reason is not None and (end is None or self.step < end):
+            return self.pruned_summary()
         return self.finish() if end is None or self.step >= end else self.partial_summary()
 
     def _loop(self, progress: bool, stop_after: int | None) -> None:
@@ -200,7 +204,8 @@ class Trainer:
             return (end is None or self.step < end) and (deadline is None or not self._agreed(
                 time.monotonic() >= deadline))
 
-        while budget_left() and not self._stopped() and steps_this_call != stop_after:
+        while (budget_left() and not self._stopped() and self.pruned_reason is None
+               and steps_this_call != stop_after):
             loss, grad_norm = self.train_step()
             pending.append(loss)
             steps_this_call += 1
@@ -225,6 +230,7 @@ class Trainer:
                 bar.update(len(pending))
                 bar.set_postfix(loss=f"{trailing:.4f}")
                 pending, last_log, window_seconds = [], now, 0.0
+                self.pruned_reason = self._stop_request()  # a stat per log step
             if self.world.writes and self.evaluator.due(self.step):  # FID during training, off the training clock
                 paused = self.evaluator.run(self, self.elapsed_before + time.perf_counter() - started)
                 started, last_log = started + paused, last_log + paused
@@ -250,6 +256,14 @@ class Trainer:
         if self._stop_signal is None:
             self._stop_signal = signal.SIGTERM  # another rank was signalled: stop at the same step
         return True
+
+    def _stop_request(self) -> str | None:
+        """The reason of a stop request in the run folder (a search pruned the run), on every rank
+        once rank 0 has seen it."""
+        reason = rundir.stop_requested(self.run_dir) if self.world.writes else None
+        if not self._agreed(reason is not None):
+            return None
+        return reason or "stop requested"  # other ranks: rank 0 holds the reason and writes it
 
     def _checkpoint_now(self, pending: list, started: float, last_log: float, window_seconds: float) -> None:
         """Checkpoint with the open window's losses moved from ``pending`` (device values) into the log."""
@@ -285,6 +299,14 @@ class Trainer:
     def partial_summary(self) -> dict:
         """The summary of a run stopped before its budget (resumable)."""
         summary = {"status": "partial", "step": self.step}
+        if self.world.writes:
+            rundir.write_summary(self.run_dir, summary)
+        return summary
+
+    def pruned_summary(self) -> dict:
+        """The summary of a run a search pruned: its figures so far, final like a done run's."""
+        summary = {**summarize(self.run_dir, self.spec, self.framework), "status": "pruned", "step": self.step,
+                   "reason": self.pruned_reason}
         if self.world.writes:
             rundir.write_summary(self.run_dir, summary)
         return summary
@@ -359,7 +381,7 @@ def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = Non
                 rundir.record_event(run_dir, "rerun refused", reason=str(exc))
                 raise
         state = rundir.read_state(run_dir)
-        if state.status == rundir.Status.DONE:
+        if state.status in (rundir.Status.DONE, rundir.Status.PRUNED):
             return state.summary
         if nproc > 1:
             return _train_ranks(run_dir, framework, nproc, progress, stop_after)
@@ -388,7 +410,7 @@ def _train_ranks(run_dir: Path, framework: str, nproc: int, progress: bool, stop
         _record_ranks_end(run_dir, "interrupted", "KeyboardInterrupt: the ranks were stopped")
         raise
     summary = rundir.read_state(run_dir).summary
-    if summary.get("status") == "done" or (rc == 0 and summary.get("status") == "partial"):
+    if summary.get("status") in ("done", "pruned") or (rc == 0 and summary.get("status") == "partial"):
         return summary
     summary = _record_ranks_end(run_dir, "failed", f"the ranks exited with status {rc}")
     if summary["status"] == "interrupted":
@@ -399,7 +421,7 @@ def _train_ranks(run_dir: Path, framework: str, nproc: int, progress: bool, stop
 def _record_ranks_end(run_dir: Path, status: str, reason: str) -> dict:
     """The summary after the ranks ended: rank 0's own when it recorded how, else ``status``."""
     summary = rundir.read_state(run_dir).summary
-    if summary.get("status") in ("failed", "interrupted", "done"):
+    if summary.get("status") in ("failed", "interrupted", "done", "pruned"):
         return summary
     summary = {"status": status, "reason": reason, "step": rundir.last_step(run_dir)}
     rundir.write_summary(run_dir, summary)

@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     print(f"unetlab worker: pid {os.getpid()}, {placement()}", flush=True)
     try:
         summary = work(run_dir)
-        return 0 if summary.get("status") == "done" else 1
+        return 0 if summary.get("status") in ("done", "pruned") else 1
     except KeyboardInterrupt as exc:
         _record(run_dir, "interrupted", exc)
         print("unetlab worker: interrupted", file=sys.stderr)

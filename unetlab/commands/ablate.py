@@ -18,6 +18,8 @@ def add_parser(sub):
     p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="run N runs at once on the CPU, the cores split between them")
     p.add_argument("--no-plots", action="store_true", help="do not write RUNS/<ablation>/plots/*.png")
+    p.add_argument("--storage", metavar="URL", help="a search's studies in this database (e.g. postgresql://...) "
+                                                    "instead of the journal file RUNS/<ablation>/search.journal")
     return p
 
 
@@ -65,6 +67,10 @@ def run(args):
     pool = Pool.build(args.gpus, args.jobs)  # a bad --gpus or --jobs: one line, nothing run
     ablation = load_ablation(args.file)
     root = Path(args.runs) / ablation.name
+    if ablation.search is not None:  # a sampled search: trials asked of Optuna
+        from .ablate_search import run_search_command
+
+        return run_search_command(args, ablation, root, pool)
     print_plan(ablation, root)
     if args.dry_run:
         return 0

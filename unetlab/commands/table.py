@@ -28,6 +28,10 @@ def add_parser(sub):
                                                   "sample grids, each run's config and protocol)")
     p.add_argument("--plots", metavar="DIR", help="where to write PNG plots (default RUNS_DIR/plots)")
     p.add_argument("--no-plots", action="store_true", help="write no plots")
+    p.add_argument("--search", action="store_true", help="a search's studies: best trials, parameter importances, "
+                                                         "and plots (history, importance, slice, curves)")
+    p.add_argument("--storage", metavar="URL", help="with --search: the studies' database, when not the journal "
+                                                    "file RUNS/<ablation>/search.journal")
     return p
 
 
@@ -64,7 +68,11 @@ def run(args):
         show_bench_table(root, args.filter, args.sort, args.format)
         return 0
     plots = None if args.no_plots else Path(args.plots) if args.plots else root / "plots"
-    if args.compare:
+    if args.search:
+        from ..search_report import show_search
+
+        show_search(root, args.storage, args.format, plots)
+    elif args.compare:
         show_comparison(root, args.compare, args.filter, args.format)
     else:
         show_table(root, args.filter, args.sort, args.group, args.format, plots)
