@@ -151,12 +151,16 @@ def slurm(tmp_path_factory):
     cluster.stop()
 
 
+def task_state(job: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout
+
+
 def slurm_job(root: Path, run: str) -> str:
     return rundir.read_json(root / ".slurm" / "jobs.json")["runs"][run]
 
 
 def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with_the_local_table(slurm, tmp_path):
-    path = write_ablation(tmp_path, {"long": {"train.steps": 600}, "short": {"train.lr": 2e-3}})
+    path = write_ablation(tmp_path, {"long": {"train.steps": 120}, "short": {"train.lr": 2e-3}})
     runs, root = tmp_path / "runs", tmp_path / "runs" / "c"
     common = ["--runs", runs, "--no-progress", "--no-plots", "--gpus", "none"]
     env = {**ENV, rundir.STALE_ENV: "20"}
@@ -164,20 +168,24 @@ def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with
     submitted = cli("ablate", path, "--engine", "slurm", "--detach", *common, env=env)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     assert "submitted 2 run(s) to Slurm as job array" in submitted.stdout and "--status" in submitted.stdout
-    long_dir = root / "c-long-torch-s0"
+    long_dir = root / "long-torch-s0"
     wait_until(lambda: rundir.last_step(long_dir) >= 20, "the long run has trained 20 steps")
     status = cli("ablate", path, "--status", *common, env=env)
-    assert f"c-long-torch-s0: slurm job {slurm_job(root, 'c-long-torch-s0')}: running" in status.stdout, status.stdout
+    assert f"long-torch-s0: slurm job {slurm_job(root, 'long-torch-s0')}: running" in status.stdout, status.stdout
     assert "running @" in status.stdout
-    subprocess.run(["scontrol", "requeue", slurm_job(root, "c-long-torch-s0")], check=True)
+    job = slurm_job(root, "long-torch-s0")
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    # Slurm holds a requeued task for two minutes (its begin time); let it start at once
+    wait_until(lambda: "PENDING" in task_state(job), "the requeued task is pending again")
+    subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], check=True)
     wait_until(lambda: all(rundir.run_status(root / r.name) == Status.DONE for r in load_ablation(path).runs),
                "both runs are done")
 
     # a third variant, run through the engine while the command waits, then the table of all three
-    path = write_ablation(tmp_path, {"long": {"train.steps": 600}, "short": {"train.lr": 2e-3}, "third": {"train.lr": 5e-4}})
+    path = write_ablation(tmp_path, {"long": {"train.steps": 120}, "short": {"train.lr": 2e-3}, "third": {"train.lr": 5e-4}})
     waited = cli("ablate", path, "--engine", "slurm", *common, env=env)
     assert waited.returncode == 0, waited.stdout + waited.stderr
-    assert "submitted 1 run(s)" in waited.stdout and "c-third-torch-s0: done" in waited.stdout
+    assert "submitted 1 run(s)" in waited.stdout and "third-torch-s0: done" in waited.stdout
 
     log = (long_dir / "worker.log").read_text()
     assert log.count("=== worker started") == 2 and "restart 1)" in log, log
