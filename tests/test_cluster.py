@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -204,3 +205,42 @@ def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with
         assert got == records(local / run.name), run.name
     assert load_table(root)[FIGURES].equals(load_table(local)[FIGURES])
     assert waited.stdout.split("\n\n")[-1].count("done") == 3  # the table the command ended with
+
+
+# -- Ray ---------------------------------------------------------------------------------------------
+
+def test_ray_runs_each_run_as_a_task_with_its_gpus_and_ends_like_a_local_run(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    from unetlab.engines import build
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    path = write_ablation(tmp_path, {"one": {}, "two": {"resources.gpus": 2, "train.lr": 2e-3}}, steps=10)
+    ablation = load_ablation(path)
+    ray.init(num_cpus=2, num_gpus=3, include_dashboard=False, log_to_driver=False)  # 3 fake GPUs
+    try:
+        said = []
+        result = run_sweep(ablation, tmp_path / "ray" / "c", progress=False, echo=said.append, engine=build("ray"))
+        assert ray.is_initialized()  # a Ray instance the engine did not start is left running
+    finally:
+        ray.shutdown()
+    assert result.outcome == {r.name: "done" for r in ablation.runs}, said
+    for run, gpus in zip(ablation.runs, (1, 2)):
+        log = (tmp_path / "ray" / "c" / run.name / "worker.log").read_text()
+        seen = re.search(r"CUDA_VISIBLE_DEVICES=([0-9,]*), CUDA_DEVICE_ORDER", log).group(1).split(",")
+        assert len(seen) == gpus and all(g.isdigit() for g in seen), log  # the worker saw the GPUs Ray gave it
+        assert f"(ray task, GPUs {','.join(seen)})" in log
+    run_sweep(ablation, tmp_path / "local" / "c", progress=False, echo=lambda _: None)
+    for run in ablation.runs:
+        assert records(tmp_path / "ray" / "c" / run.name) == records(tmp_path / "local" / "c" / run.name)
+    assert load_table(tmp_path / "ray" / "c")[FIGURES].equals(load_table(tmp_path / "local" / "c")[FIGURES])
+
+
+def test_a_run_wanting_more_gpus_than_the_ray_cluster_has_is_one_line(tmp_path, capsys):
+    pytest.importorskip("ray")
+    path = write_ablation(tmp_path, {"one": {"resources.gpus": 64}}, steps=10)
+    assert main(["ablate", str(path), "--runs", str(tmp_path / "runs"), "--engine", "ray", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(r"unetlab ablate: error: one-torch-s0: resources.gpus is 64 but the Ray cluster has \d+ "
+                        r"GPU\(s\) \(run on the CPU with --gpus none\)", err), err
+    assert not (tmp_path / "runs").exists()

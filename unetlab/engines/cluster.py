@@ -94,10 +94,6 @@ def stop_worker(timeout_s: float = 120.0) -> None:
                 proc.kill()
 
 
-def finished(run_dir: Path) -> bool:
-    return rundir.run_status(run_dir) in (Status.DONE, Status.FAILED)
-
-
 def watch(names: list[str], root: Path, active, progress: bool, say, title: str) -> dict:
     """Wait until every run in ``names`` is done or failed, or ``active()`` (the names whose tasks
     are still queued or running) no longer holds it; show the runs' steps meanwhile.

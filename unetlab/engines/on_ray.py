@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import rundir
 from ..errors import UnetlabError
+from ..rundir import Status
 from . import cluster, require
 
 
@@ -37,8 +39,8 @@ class RayEngine:
         ray = require("ray")
         root = Path(root)
         result = SweepResult()
-        todo, result.outcome = cluster.prepare(ablation, root, echo)
-        if not todo:
+        if all(rundir.run_status(root / run.name) == Status.DONE for run in ablation.runs):
+            result.outcome = {run.name: "skipped-done" for run in ablation.runs}
             return result
         started_here = not ray.is_initialized()
         if started_here:
@@ -48,12 +50,15 @@ class RayEngine:
             except ConnectionError as exc:
                 raise UnetlabError(f"--ray-address {self.address}: {str(exc).splitlines()[0]}") from None
         try:
-            gpus = {run.name: 0 if self.cpu_only else run.spec["resources"]["gpus"] for run in todo}
+            gpus = {run.name: 0 if self.cpu_only else run.spec["resources"]["gpus"] for run in ablation.runs}
             have = ray.cluster_resources().get("GPU", 0)
             short = [n for n, k in gpus.items() if k > have]
-            if short:
+            if short:  # checked before any run folder is written
                 raise UnetlabError(f"{short[0]}: resources.gpus is {gpus[short[0]]} but the Ray cluster has "
                                    f"{have:g} GPU(s) (run on the CPU with --gpus none)")
+            todo, result.outcome = cluster.prepare(ablation, root, echo)
+            if not todo:
+                return result
             remote = ray.remote(ray_task)
             refs = {run.name: remote.options(num_gpus=gpus[run.name], num_cpus=1, max_retries=0)
                     .remote(str(root / run.name), gpus[run.name]) for run in todo}
