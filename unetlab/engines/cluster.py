@@ -56,11 +56,13 @@ def prepare(ablation, root: Path, say) -> tuple[list, dict]:
 
 
 def run_task(run_dir: str, env: dict | None = None, where: str = "") -> dict:
-    """A task's body on any node: run the run's worker (it takes the run's lock) and return its
-    summary.  A stop signal this process gets (preemption, requeue) is passed on to the worker,
+    """A task's body on any node: run the run's worker (it takes the run's lock, waiting until a
+    holder whose heartbeat stopped counts as gone) and return its summary.  A stop signal this process gets (preemption, requeue) is passed on to the worker,
     which checkpoints; run again, the task resumes."""
     run_dir = Path(run_dir)
-    env = {**os.environ, **(env or {})}
+    from ..worker import LOCK_WAIT_ENV
+
+    env = {**os.environ, LOCK_WAIT_ENV: str(rundir.stale_after_s() + 30), **(env or {})}
     env.pop(rundir.LOCK_FD_ENV, None)
     with open(run_dir / LOG, "ab") as log:
         log.write(f"\n=== worker started {time.strftime('%Y-%m-%d %H:%M:%S')} on host "
