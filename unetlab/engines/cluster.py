@@ -71,14 +71,27 @@ def run_task(run_dir: str, env: dict | None = None, where: str = "") -> dict:
         proc = subprocess.Popen([sys.executable, "-m", "unetlab.worker", str(run_dir)], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     task_process.append(proc)
+    forward = _forward_to(proc, signal.SIGUSR1)
     try:
         rc = proc.wait()
     finally:
         task_process.remove(proc)
+        forward()
     summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
     if rc == 2 and summary.get("status") != Status.DONE:  # refused: e.g. held by another task
         return {"status": "elsewhere", "reason": f"the worker refused the run; see {run_dir / LOG}"}
     return summary
+
+
+def _forward_to(proc, signum):
+    """Pass ``signum`` this process gets on to ``proc`` (e.g. Slurm's ``--signal=USR1@N``, which may
+    reach the task's main process only); returns the undo."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signum, lambda *_: proc.poll() is None and proc.send_signal(signum))
+    return lambda: signal.signal(signum, previous)
 
 
 #: The worker a task is waiting for (so that a checkpoint request can reach it).
