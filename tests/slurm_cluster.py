@@ -3,7 +3,7 @@
 :func:`start` writes ``/etc/slurm/slurm.conf`` (Slurm reads only that one), with every state
 folder, log and pid file under a fresh folder, starts the daemons that are not running yet and
 waits until ``sinfo`` shows the node idle; :meth:`SlurmCluster.stop` ends, by pid, the ones it
-started.  Debian's packages: slurmctld, slurmd, slurm-client, munge (``./dev test`` installs them).
+started and puts back the machine's own ``slurm.conf``, if it had one.  Debian's packages: slurmctld, slurmd, slurm-client, munge (``./dev test`` installs them).
 """
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def config(state: Path) -> str:
 class SlurmCluster:
     state: Path
     started: list = field(default_factory=list)  # pids of the daemons started here
+    previous_conf: bytes | None = None  # the slurm.conf this machine had, put back at the end
 
     def stop(self) -> None:
         for pid in reversed(self.started):
@@ -62,6 +63,8 @@ class SlurmCluster:
                 except ProcessLookupError:
                     break
                 time.sleep(0.1)
+        if self.previous_conf is not None:
+            CONF.write_bytes(self.previous_conf)
 
 
 def _pid(path: Path, timeout: float = 30.0) -> int:
@@ -96,6 +99,7 @@ def start(state: Path, timeout: float = 60.0) -> SlurmCluster:
     if _running("slurmctld") or _running("slurmd"):
         raise RuntimeError("a Slurm daemon is already running on this machine")
     CONF.parent.mkdir(parents=True, exist_ok=True)
+    cluster.previous_conf = CONF.read_bytes() if CONF.is_file() else None
     CONF.write_text(config(state))
     try:
         subprocess.run(["slurmctld"], check=True)

@@ -140,6 +140,20 @@ def test_engine_options_are_checked_before_anything_runs(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_slurm_options_become_submitit_parameters_or_sbatch_flags():
+    pytest.importorskip("submitit")
+    from unetlab.engines import parse_options
+    from unetlab.engines.on_slurm import executor_parameters
+
+    options = parse_options(["partition=gpu", "time=60", "signal=USR1@120", "mail-type=END"])
+    params = executor_parameters(options, gpus=2)
+    assert (params["partition"], params["time"], params["gpus_per_task"], params["cpus_per_task"]) == ("gpu", 60, 2, 1)
+    assert params["mail_type"] == "END"  # submitit's own name
+    assert params["additional_parameters"] == {"requeue": True, "signal": "USR1@120"}  # sbatch flags as given
+    assert "gpus_per_task" not in executor_parameters(parse_options(["gpus_per_task=0"]), gpus=1)
+    assert executor_parameters({}, gpus=0)["time"] is None  # the partition's default time limit
+
+
 # -- a real Slurm cluster ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
