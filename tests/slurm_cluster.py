@@ -49,7 +49,7 @@ def config(state: Path) -> str:
 class SlurmCluster:
     state: Path
     started: list = field(default_factory=list)  # pids of the daemons started here
-    previous_conf: bytes | None = None  # the slurm.conf this machine had, put back at the end
+    previous_conf: bytes | None = None  # the slurm.conf this machine had (put back at the end; none: removed)
 
     def stop(self) -> None:
         for pid in reversed(self.started):
@@ -63,7 +63,9 @@ class SlurmCluster:
                 except ProcessLookupError:
                     break
                 time.sleep(0.1)
-        if self.previous_conf is not None:
+        if self.previous_conf is None:
+            CONF.unlink(missing_ok=True)
+        else:
             CONF.write_bytes(self.previous_conf)
 
 
