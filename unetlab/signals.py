@@ -1,6 +1,6 @@
 """Signal handlers that stay in the process that installed them.
 
-unetlab's workers and trainer turn SIGINT/SIGTERM into a clean stop (checkpoint, status).  A
+unetlab's workers and trainer turn SIGINT/SIGTERM/SIGUSR1/SIGUSR2 into a clean stop (checkpoint, status).  A
 child forked from such a process -- Jittor's compiler pool is one -- would inherit the handler:
 when the pool is shut down with SIGTERM the child would then raise or set a flag instead of
 exiting, and the parent would wait for it forever.  After a fork, children get the default
@@ -17,6 +17,8 @@ _registered = False
 def _defaults_in_child() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR2, signal.SIG_DFL)
 
 
 def keep_handlers_out_of_forks() -> None:
@@ -26,3 +28,8 @@ def keep_handlers_out_of_forks() -> None:
     if not _registered:
         os.register_at_fork(after_in_child=_defaults_in_child)
         _registered = True
+
+
+#: The signals that stop a worker's training cleanly: Ctrl-C, a kill, and a cluster's warning of
+#: preemption or of the time limit (Slurm's ``--signal=USR1@N``; submitit asks for USR2).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)

@@ -59,6 +59,8 @@ def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
         step = last_step(d)
         shown = str(status) + (f" @{step}" if status in (Status.PARTIAL, Status.INTERRUPTED, Status.FAILED,
                                                          Status.RUNNING) and step else "")
+        if status == Status.RUNNING and rundir.held_by(d):
+            shown += f" held ({rundir.held_by(d)})"
         rows.append({"run": run.name, "variant": run.variant, "grid": run.grid_label,
                      "framework": run.framework, "seed": run.seed, "budget": budget, "status": shown})
     return rows
@@ -69,6 +71,7 @@ def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
 @dataclass
 class SweepResult:
     outcome: dict = field(default_factory=dict)  # run name -> done | failed | skipped-done | elsewhere
+    #                                              (| interrupted | submitted, on a cluster engine)
 
     @property
     def failed(self) -> list[str]:
@@ -152,14 +155,17 @@ def run_worker(run_dir: Path, lock, on_poll=None, env: dict | None = None, where
 
 
 def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
-              pool: Pool | None = None) -> SweepResult:
+              pool: Pool | None = None, engine=None) -> SweepResult:
     """Run every run of ``ablation`` under ``root`` that is not done; return what happened.
 
     ``pool``: the slots runs are started in (default: one run at a time, as the worker finds it).
+    ``engine``: a cluster engine from :func:`unetlab.engines.build` (None: this machine).
     """
     from tqdm.auto import tqdm
 
     root = Path(root)
+    if engine is not None:
+        return engine.run(ablation, root, progress=progress, echo=echo)
     pool = pool or Pool((), 1, None, pin=False)
     wanted = {run.name: pool.slots_for(run.spec["resources"]["gpus"]) for run in ablation.runs}
     too_big = [name for name, k in wanted.items() if k > pool.size]

@@ -4,9 +4,10 @@ Everything random in a step -- the batch, its flips, the timesteps, the noise (w
 ``train.noise: host``) and the framework's own RNG (dropout) -- is seeded from
 ``(seed, step)``, so a resumed run repeats exactly what an uninterrupted one does.  The
 checkpoint also holds the losses of the open log window, so the resumed run's metrics records
-are the uninterrupted run's too.  SIGINT and SIGTERM stop training after the current step with
-a checkpoint at that step; so does a stop request (:func:`unetlab.rundir.request_stop`, from a
-search's pruner), at the next log step, and the run ends ``pruned``.
+are the uninterrupted run's too.  SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 (a cluster's warning before
+preemption or the time limit) stop training after the current step with a checkpoint at that step;
+so does a stop request (:func:`unetlab.rundir.request_stop`, from a search's pruner), at the next
+log step, and the run ends ``pruned``.
 
 With several processes (``nproc``, see :mod:`unetlab.distributed`) each rank trains on its slice
 of every global batch, gradients and logged losses are averaged over ranks, and only rank 0
@@ -32,7 +33,7 @@ from .evaluator import PeriodicEvaluator
 from .frameworks import backend_for, check_run_section, ops_for
 from .loss_log import LossLog, best_loss, final_loss
 from .model import build_model
-from .signals import keep_handlers_out_of_forks
+from .signals import STOP_SIGNALS, keep_handlers_out_of_forks
 from .spec import budget_steps, resolve_run_spec
 from .weights import count_parameters, get_weights, set_weights
 
@@ -278,7 +279,7 @@ class Trainer:
 
     @contextlib.contextmanager
     def _signals_stop_training(self):
-        """SIGINT/SIGTERM end the loop after the current step (a second one stops at once)."""
+        """SIGINT/SIGTERM/SIGUSR1/SIGUSR2 end the loop after the current step (a second one stops at once)."""
         keep_handlers_out_of_forks()
         if threading.current_thread() is not threading.main_thread():
             yield
@@ -289,7 +290,7 @@ class Trainer:
                 raise KeyboardInterrupt
             self._stop_signal = signum
 
-        old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        old = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
         try:
             yield
         finally:

@@ -4,8 +4,9 @@ Training resumes from ``checkpoints/last.npz`` when there is one.  A run with
 ``resources.gpus: N > 1`` is trained by N data-parallel ranks this worker launches (see
 :mod:`unetlab.distributed`); the worker scores it alone afterwards.  After training the worker
 records the model's GFLOPs and, when ``eval.fid_samples > 0``, the FID (or FD-small) of the
-EMA weights.  Failures land in ``summary.json`` (status ``failed`` and the reason); Ctrl-C or
-SIGTERM leave status ``interrupted``.  Exit status: 0 done, 1 failed, 2 bad use, 130 interrupted.
+EMA weights.  Failures land in ``summary.json`` (status ``failed`` and the reason); Ctrl-C,
+SIGTERM, SIGUSR1 or SIGUSR2 (a cluster about to preempt or requeue it) checkpoint and leave status
+``interrupted``; run again, the worker resumes.  Exit status: 0 done, 1 failed, 2 bad use, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from . import rundir
 from .errors import UnetlabError
-from .signals import keep_handlers_out_of_forks
+from .signals import STOP_SIGNALS, keep_handlers_out_of_forks
 
 
 def _interrupt(signum, frame):
@@ -92,7 +93,13 @@ def _lock(run_dir: Path):
     fd = os.environ.get(rundir.LOCK_FD_ENV)
     if fd:
         return rundir.adopt_lock(run_dir, int(fd), "unetlab worker")
-    return rundir.lock(run_dir, "unetlab worker")
+    wait = os.environ.get(LOCK_WAIT_ENV, "")
+    return rundir.lock(run_dir, "unetlab worker", wait_s=float(wait) if wait else 0.0)
+
+
+#: Seconds a worker started by a cluster task waits for the run's lock (e.g. until the heartbeat
+#: of the task's previous incarnation, on a node that died, goes stale).
+LOCK_WAIT_ENV = "UNETLAB_LOCK_WAIT_S"
 
 
 #: The environment that places a worker: its GPUs and its CPU threads (set by the sweep's pool).
@@ -104,6 +111,17 @@ def placement() -> str:
     return ", ".join(f"{name}={os.environ.get(name, '(unset)')}" for name in PLACEMENT_VARS)
 
 
+def checkpoint_step(run_dir: Path) -> int | str:
+    """The step the run's last checkpoint holds ('?' when it cannot be read)."""
+    import numpy as np
+
+    try:
+        with np.load(run_dir / rundir.LAST) as arrays:
+            return int(arrays["step"])
+    except Exception:  # noqa: BLE001 - a damaged checkpoint is reported by the training itself
+        return "?"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -111,7 +129,8 @@ def main(argv=None) -> int:
         return 2
     run_dir = Path(argv[0])
     keep_handlers_out_of_forks()
-    signal.signal(signal.SIGTERM, _interrupt)
+    for stop in STOP_SIGNALS[1:]:  # SIGINT is Python's KeyboardInterrupt already
+        signal.signal(stop, _interrupt)
     if os.environ.get(rundir.LOCK_FD_ENV):  # started by a sweep
         _stop_when_orphaned(os.getppid())
     try:
@@ -122,6 +141,8 @@ def main(argv=None) -> int:
         print(f"unetlab worker: error: {exc}", file=sys.stderr)
         return 2
     print(f"unetlab worker: pid {os.getpid()}, {placement()}", flush=True)
+    if (run_dir / rundir.LAST).is_file():
+        print(f"unetlab worker: resuming from {rundir.LAST} at step {checkpoint_step(run_dir)}", flush=True)
     try:
         summary = work(run_dir)
         return 0 if summary.get("status") in ("done", "pruned") else 1

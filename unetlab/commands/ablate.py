@@ -18,6 +18,18 @@ def add_parser(sub):
     p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="run N runs at once on the CPU, the cores split between them")
     p.add_argument("--no-plots", action="store_true", help="do not write RUNS/<ablation>/plots/*.png")
+    p.add_argument("--engine", default="local", metavar="local|slurm|ray",
+                   help="where the runs execute: this machine (default), a Slurm job array (submitit), "
+                        "or Ray tasks; the runs folder must be on storage every node sees")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Slurm option for --engine slurm (partition, time, gpus_per_task, account, mem, "
+                        "any sbatch flag); repeatable")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="the Ray cluster for --engine ray (default: a local Ray instance)")
+    p.add_argument("--detach", action="store_true",
+                   help="with --engine slurm: submit and return at once (see --status)")
+    p.add_argument("--status", action="store_true",
+                   help="report the runs' statuses (and their Slurm jobs) and run nothing")
     p.add_argument("--storage", metavar="URL", help="a search's studies in this database (e.g. postgresql://...) "
                                                     "instead of the journal file RUNS/<ablation>/search.journal")
     return p
@@ -57,35 +69,69 @@ def check_data(ablation) -> None:
                 raise UnetlabError(f"{run.name}: data: {exc}") from None
 
 
+def show_jobs(root: Path) -> None:
+    """The Slurm jobs of the ablation's latest submissions and their tasks' states."""
+    from ..engines.on_slurm import status_lines
+
+    lines = status_lines(root)
+    if lines:
+        print("\nslurm jobs:")
+        print("\n".join(f"  {line}" for line in lines))
+
+
 def run(args):
     from ..ablate import load_ablation
+    from ..errors import UnetlabError
     from ..sweep import run_status, run_sweep
     from .table import show_table
 
+    from ..engines import build
     from ..pool import Pool
 
-    pool = Pool.build(args.gpus, args.jobs)  # a bad --gpus or --jobs: one line, nothing run
+    if args.engine == "local":
+        pool = Pool.build(args.gpus, args.jobs)  # a bad --gpus or --jobs: one line, nothing run
+    else:
+        pool = None
+        if args.jobs is not None or args.gpus not in (None, "auto", "none"):
+            raise UnetlabError(f"--jobs and --gpus ids place runs on this machine; with --engine {args.engine} "
+                               f"the cluster places them (--gpus none: run on the CPU)")
+    # a bad engine option, or Slurm/Ray not installed: one line, nothing run
+    engine = build(args.engine, args.slurm, args.ray_address, args.detach, cpu_only=args.gpus == "none")
     ablation = load_ablation(args.file)
     root = Path(args.runs) / ablation.name
     if ablation.search is not None:  # a sampled search: trials asked of Optuna
         from .ablate_search import run_search_command
 
-        return run_search_command(args, ablation, root, pool)
+        if args.detach:
+            raise UnetlabError("--detach: a search waits for its trials (it asks Optuna for the next ones "
+                               "as they end); run it without --detach, e.g. in a Slurm job of its own")
+        if engine is not None:  # the cluster places the trials: one lane per trial at once
+            pool = Pool((), ablation.search.parallel, None, pin=False)
+        return run_search_command(args, ablation, root, pool, engine=engine)
     print_plan(ablation, root)
+    if args.status:
+        show_jobs(root)
+        return 0
     if args.dry_run:
         return 0
     check_data(ablation)
     print()
-    if pool.size > 1:
+    if pool is not None and pool.size > 1:
         print(f"running up to {pool.size} runs at once: {pool.describe()}")
     try:
-        result = run_sweep(ablation, root, progress=not args.no_progress, pool=pool)
+        result = run_sweep(ablation, root, progress=not args.no_progress, pool=pool, engine=engine)
     except KeyboardInterrupt:
+        if engine is not None:
+            print("\nstopped waiting; the runs go on on the cluster -- "
+                  f"`unetlab ablate {args.file} --status` reports them")
+            raise
         print(f"\nstopped; the current run is marked interrupted -- rerun `unetlab ablate {args.file}"
               f"{'' if args.runs == 'runs' else f' --runs {args.runs}'}` to resume it")
         raise
     from ..table import find_runs
 
+    if args.detach:
+        return 0
     if root.is_dir() and find_runs(root):
         print()
         show_table(root, plots=None if args.no_plots else root / "plots")

@@ -43,18 +43,19 @@ def _existing_studies(root: Path, storage: str | None) -> dict:
             for name in optuna.get_all_study_names(store)}
 
 
-def run_search_command(args, ablation, root: Path, pool) -> int:
+def run_search_command(args, ablation, root: Path, pool, engine=None) -> int:
     from ..search import run_search
     from .ablate import check_data
     from .table import show_table
 
     print_search_plan(ablation, root, args.storage, pool)
-    if args.dry_run:
+    if args.dry_run or args.status:
         return 0
     check_data(ablation)
     print()
     try:
-        result = run_search(ablation, root, progress=not args.no_progress, pool=pool, storage=args.storage)
+        result = run_search(ablation, root, progress=not args.no_progress, pool=pool, storage=args.storage,
+                            **({} if engine is None else {"engine": engine}))
     except KeyboardInterrupt:
         print(f"\nstopped; running trials are checkpointed -- rerun `unetlab ablate {args.file}"
               f"{'' if args.runs == 'runs' else f' --runs {args.runs}'}` to resume them as the same trials")
