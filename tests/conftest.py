@@ -6,6 +6,7 @@ import importlib.metadata
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def wait_for(condition, proc, timeout: float = 300.0, what: str = "the sweep") -> None:
+    """Poll ``condition`` until it holds; fail if ``proc`` (an ``unetlab ablate`` process with
+    its output piped) ends first, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"ablate ended early (rc {proc.returncode}):\n{proc.stdout.read()}")
+        time.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")

@@ -11,13 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, tiny_digits_spec
+from conftest import REPO_ROOT, tiny_digits_spec, wait_for
 from unetlab import rundir
 
 optuna = pytest.importorskip("optuna")
@@ -45,17 +44,6 @@ def finish(proc: subprocess.Popen, timeout=600) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out
     return out
-
-
-def wait_for(condition, proc, timeout=300.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"ablate ended early (rc {proc.returncode}):\n{proc.stdout.read()}")
-        time.sleep(0.02)
-    pytest.fail("timed out waiting for the search")
 
 
 def load(root: Path, name="s/a-torch"):

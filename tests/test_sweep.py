@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from unetlab import rundir
 from unetlab.ablate import load_ablation
 from unetlab.sweep import holders, last_step, plan_rows, release, run_status, run_sweep, try_lock
 
-from conftest import REPO_ROOT, tiny_digits_spec
+from conftest import REPO_ROOT, tiny_digits_spec, wait_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -42,17 +41,6 @@ def ablate(path, runs):
 def finish(proc, timeout=120) -> tuple[int, str]:
     out, _ = proc.communicate(timeout=timeout)
     return proc.returncode, out
-
-
-def wait_for(condition, proc, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"ablate ended early (rc {proc.returncode}):\n{proc.stdout.read()}")
-        time.sleep(0.02)
-    pytest.fail("timed out waiting for the sweep")
 
 
 def checkpointed(run_dir: Path, proc):

@@ -25,7 +25,6 @@ import os
 import signal
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from .errors import UnetlabError
 from .files import flocked
 from .pool import Pool, Slots
 from .search_optuna import counted, distributions, open_study, sampler_for, storage_for, study_name
+from .signals import signals_interrupt
 
 #: Held while a sweeper counts a study's trials and asks for the next one.
 COUNT_LOCK = ".search.lock"
@@ -186,23 +186,6 @@ class Study:
 
 # -- the search --------------------------------------------------------------------------------
 
-@contextmanager
-def _signals_interrupt():
-    """SIGINT and SIGTERM stop the search: running trials are checkpointed and stay resumable."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for s, previous in old.items():
-            signal.signal(s, previous)
-
-
 def _lane_pool(pool: Pool, taken: list[int]) -> Pool:
     """A pool of exactly the slots ``taken``, for one trial's sweep."""
     gpus = tuple(pool.gpus[i] for i in taken) if pool.on_gpus else ()
@@ -263,7 +246,7 @@ def run_search(ablation: Ablation, root: Path, progress: bool = True, echo=print
     root, pool = Path(root), pool or Pool((), 1, None, pin=False)
     store = storage_for(root, storage)
     result = SearchResult()
-    with _signals_interrupt():
+    with signals_interrupt():
         for template in ablation.runs:
             wanted = pool.slots_for(template.spec["resources"]["gpus"])
             if wanted > pool.size:

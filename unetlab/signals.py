@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+from contextlib import contextmanager
 
 _registered = False
 
@@ -33,3 +34,22 @@ def keep_handlers_out_of_forks() -> None:
 #: The signals that stop a worker's training cleanly: Ctrl-C, a kill, and a cluster's warning of
 #: preemption or of the time limit (Slurm's ``--signal=USR1@N``; submitit asks for USR2).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+@contextmanager
+def signals_interrupt():
+    """SIGINT and SIGTERM raise KeyboardInterrupt inside the block (also when the process was
+    started with SIGINT ignored, e.g. in the background of a script); outside the main thread,
+    where no handler can be set, the block runs as it is."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, previous in old.items():
+            signal.signal(s, previous)

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from .ablate import Ablation, Run
 from .errors import UnetlabError
 from .pool import Pool, Slots
 from .rundir import LOCK_FD_ENV, Status, holders, last_step, run_status, try_lock  # noqa: F401 (public here too)
+from .signals import signals_interrupt
 
 LOG = "worker.log"
 #: Seconds a sweep waits for an orphaned worker (its sweep was killed) to checkpoint and exit.
@@ -76,24 +76,6 @@ class SweepResult:
     @property
     def failed(self) -> list[str]:
         return [k for k, v in self.outcome.items() if v == "failed"]
-
-
-@contextmanager
-def _signals_interrupt():
-    """SIGINT and SIGTERM stop the sweep (the current run is checkpointed and marked interrupted),
-    also when the sweep was started with SIGINT ignored (e.g. in the background of a script)."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        for s, previous in old.items():
-            signal.signal(s, previous)
 
 
 def _describe_exit(rc: int) -> str:
@@ -202,7 +184,7 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
                 bar.update(1)
             finished.set()
 
-    with _signals_interrupt():
+    with signals_interrupt():
         try:
             for run in ablation.runs:
                 while not errors and (taken := slots.take(wanted[run.name], timeout=0.25)) is None:
