@@ -252,9 +252,9 @@ def test_ray_runs_each_run_as_a_task_with_its_gpus_and_ends_like_a_local_run(tmp
 
 def test_a_run_wanting_more_gpus_than_the_ray_cluster_has_is_one_line(tmp_path, capsys):
     pytest.importorskip("ray")
-    path = write_ablation(tmp_path, {"one": {"resources.gpus": 64}}, steps=10)
+    path = write_ablation(tmp_path, {"one": {"resources.gpus": 16}}, steps=10)
     assert main(["ablate", str(path), "--runs", str(tmp_path / "runs"), "--engine", "ray", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert re.fullmatch(r"unetlab ablate: error: one-torch-s0: resources.gpus is 64 but the Ray cluster has \d+ "
+    assert re.fullmatch(r"unetlab ablate: error: one-torch-s0: resources.gpus is 16 but the Ray cluster has \d+ "
                         r"GPU\(s\) \(run on the CPU with --gpus none\)", err), err
     assert not (tmp_path / "runs").exists()
