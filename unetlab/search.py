@@ -35,13 +35,12 @@ from .files import flocked
 from .pool import Pool, Slots
 from .search_optuna import counted, distributions, open_study, sampler_for, storage_for, study_name
 from .signals import signals_interrupt
+from .sweep import lock_run
 
 #: Held while a sweeper counts a study's trials and asks for the next one.
 COUNT_LOCK = ".search.lock"
 #: Seconds between two looks at the running trials' metrics.
 POLL_S = 0.5
-#: Seconds a sweeper waits for an orphaned worker (its sweeper was killed) to checkpoint and exit.
-ORPHAN_WAIT_S = 120.0
 
 
 # -- one trial in flight -----------------------------------------------------------------------
@@ -86,7 +85,7 @@ class Study:
                 if frozen.number in mine or frozen.number in self.died:
                     continue
                 run = trial_run(self.template, frozen.number, self.params_of(frozen.params))
-                lock = self._lock_free_run(self.root / run.name)
+                lock = lock_run(self.root / run.name, "unetlab search", self.echo)
                 if lock is not None:
                     trial = Trial(self.study, frozen._trial_id)  # Optuna's id of that trial
                     return Lane(trial, run, self.root / run.name, lock, set(frozen.intermediate_values))
@@ -107,17 +106,6 @@ class Study:
                                        f"{rundir.describe_holder(self.root / run.name)}")
                 return Lane(trial, run, self.root / run.name, lock)
         return None
-
-    def _lock_free_run(self, run_dir: Path):
-        lock = rundir.try_lock(run_dir, "unetlab search")
-        if lock is None and rundir.orphaned(run_dir):
-            self.echo(f"{run_dir.name}: waiting (up to {ORPHAN_WAIT_S:.0f} s) for the worker of a killed "
-                      f"sweep, {rundir.describe_holder(run_dir)}, to checkpoint and exit")
-            try:
-                lock = rundir.lock(run_dir, "unetlab search", wait_s=ORPHAN_WAIT_S)
-            except UnetlabError:
-                lock = None
-        return lock
 
     # -- while it runs ---------------------------------------------------------------------
     def poll(self, lane: Lane) -> None:

@@ -209,38 +209,56 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
     return result
 
 
+def lock_run(run_dir: Path, command: str, say):
+    """The run's lock without waiting, or -- when an orphaned worker of a killed sweep holds it --
+    after waiting (up to :data:`ORPHAN_WAIT_S`) for that worker to checkpoint and exit; None
+    when the run is held by a live process."""
+    lock = try_lock(run_dir, command)
+    if lock is None and rundir.orphaned(run_dir):
+        say(f"{Path(run_dir).name}: waiting (up to {ORPHAN_WAIT_S:.0f} s) for the worker of a killed sweep, "
+            f"{rundir.describe_holder(run_dir)}, to checkpoint and exit")
+        try:
+            lock = rundir.lock(run_dir, command, wait_s=ORPHAN_WAIT_S)
+        except UnetlabError:
+            lock = None
+    return lock
+
+
+def admit(run: Run, run_dir: Path, state, say) -> str | None:
+    """Under the run's lock: None when the run may train (its ``config.json`` written if it had
+    none), else its outcome -- ``skipped-done``, or ``failed`` (said why) for a corrupt or
+    hand-changed folder or one holding another config."""
+    if state.status == Status.DONE:  # finished by another process just before we locked it
+        return "skipped-done"
+    if state.status in (Status.CORRUPT, Status.CHANGED):
+        say(f"{run.name}: failed: {run_dir}: {state.reason}; delete the folder to rerun it")
+        return "failed"
+    if config_conflict(run_dir, run):
+        say(f"{run.name}: failed: {run_dir} holds a run with a different config "
+            f"(the ablation changed); delete the folder to rerun it")
+        return "failed"
+    if state.config is None:
+        rundir.write_config(run_dir, run.config())
+    return None
+
+
 def _one(run: Run, run_dir: Path, say, initial: str, active: dict, worker_options: dict) -> str:
     """Run one run unless it is done, locked by another sweep, or failed in one meanwhile."""
     if run_status(run_dir) == Status.DONE:
         return "skipped-done"
-    lock = try_lock(run_dir, "unetlab ablate")
-    if lock is None and rundir.orphaned(run_dir):
-        say(f"{run.name}: waiting (up to {ORPHAN_WAIT_S:.0f} s) for the worker of a killed sweep, "
-            f"{rundir.describe_holder(run_dir)}, to checkpoint and exit")
-        try:
-            lock = rundir.lock(run_dir, "unetlab ablate", wait_s=ORPHAN_WAIT_S)
-        except UnetlabError:
-            lock = None
+    lock = lock_run(run_dir, "unetlab ablate", say)
     if lock is None:
         say(f"{run.name}: running elsewhere, {rundir.describe_holder(run_dir)}; skipped")
         return "elsewhere"
     try:
         state = rundir.read_state(run_dir)
         now = state.status
-        if now == Status.DONE:  # finished by another sweep just before we locked it
-            return "skipped-done"
         if now == Status.FAILED and initial != Status.FAILED:  # another sweep ran it since we started: no retry
             say(f"{run.name}: failed in another sweep meanwhile: {_reason(run_dir)}")
             return "failed"
-        if now in (Status.CORRUPT, Status.CHANGED):
-            say(f"{run.name}: failed: {run_dir}: {state.reason}; delete the folder to rerun it")
-            return "failed"
-        if config_conflict(run_dir, run):
-            say(f"{run.name}: failed: {run_dir} holds a run with a different config "
-                f"(the ablation changed); delete the folder to rerun it")
-            return "failed"
-        if state.config is None:
-            rundir.write_config(run_dir, run.config())
+        refused = admit(run, run_dir, state, say)
+        if refused:
+            return refused
         start = last_step(run_dir)
         rundir.write_summary(run_dir, {"status": "running", "step": start})  # not a stale verdict
 

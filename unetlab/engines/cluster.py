@@ -25,7 +25,7 @@ POLL_S = 1.0
 
 def prepare(ablation, root: Path, say) -> tuple[list, dict]:
     """The runs to submit, and the outcome of the others (skipped-done, elsewhere, failed)."""
-    from ..sweep import config_conflict
+    from ..sweep import admit
 
     todo, outcome = [], {}
     for run in ablation.runs:
@@ -39,16 +39,10 @@ def prepare(ablation, root: Path, say) -> tuple[list, dict]:
             outcome[run.name] = "elsewhere"
             continue
         try:
-            state = rundir.read_state(run_dir)
-            if state.status == Status.DONE:
-                outcome[run.name] = "skipped-done"
-            elif state.status in (Status.CORRUPT, Status.CHANGED) or config_conflict(run_dir, run):
-                reason = state.reason or "holds a run with a different config (the ablation changed)"
-                say(f"{run.name}: failed: {run_dir}: {reason}; delete the folder to rerun it")
-                outcome[run.name] = "failed"
+            refused = admit(run, run_dir, rundir.read_state(run_dir), say)
+            if refused:
+                outcome[run.name] = refused
             else:
-                if state.config is None:
-                    rundir.write_config(run_dir, run.config())
                 todo.append(run)
         finally:
             lock.release()
