@@ -117,6 +117,26 @@ def tiny_digits_spec(steps: int = 20, **train) -> dict:
     }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def feature_net_cache(tmp_path_factory):
+    """A session-private cache of trained feature networks (``UNETLAB_CACHE_DIR``, inherited by
+    worker processes): the tests never read or write the user's ~/.cache/unetlab."""
+    import os
+
+    from unetlab.metrics.feature_net import CACHE_ENV, forget_loaded
+
+    folder = tmp_path_factory.mktemp("unetlab-cache")
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    forget_loaded()
+    yield folder
+    forget_loaded()
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):

@@ -45,19 +45,30 @@ def digits(image_size: int = 16) -> np.ndarray:
 
 def shapes(image_size: int = 16, n: int = 2048, seed: int = 0) -> np.ndarray:
     """Generated RGB images: one filled disc or square of random colour, size and place."""
+    return labelled_shapes(image_size, n, seed)[0]
+
+
+#: The shape class of each generated image (:func:`labelled_shapes`).
+SHAPE_CLASSES = ("disc", "square")
+
+
+def labelled_shapes(image_size: int = 16, n: int = 2048, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`shapes`' images and each one's shape class (0: disc, 1: square; see ``SHAPE_CLASSES``)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:image_size, 0:image_size].astype(np.float32) + 0.5
     out = np.empty((n, image_size, image_size, 3), np.float32)
+    labels = np.empty(n, np.int64)
     for i in range(n):
         bg, fg = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
         r = rng.uniform(0.15, 0.35) * image_size
         cy, cx = rng.uniform(r, image_size - r, 2)
-        if rng.random() < 0.5:
+        labels[i] = 0 if rng.random() < 0.5 else 1
+        if labels[i] == 0:
             mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
         else:
             mask = (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r)
         out[i] = np.where(mask[..., None], fg, bg)
-    return _to_model_range(out, 1.0)
+    return _to_model_range(out, 1.0), labels
 
 
 def _read_cifar_folder(folder: Path) -> np.ndarray:

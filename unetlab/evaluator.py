@@ -1,10 +1,11 @@
 """FID during training: ``eval.every: N`` scores the EMA weights every N steps.
 
 The score is the run's own protocol (``eval.fid_samples`` images from the spec's sampler,
-FID against CIFAR-10 or FD-small against the training images), from the same initial noise
-each time, so the curve shows the weights changing and not the noise.  Each value is a
-metrics record ``{"step", "fid", "fid_name", "elapsed", "eval_s"}``; records up to the last
-checkpoint survive a resume like the loss records.  Evaluation time is kept off the training clock.
+FID against CIFAR-10 or a Frechet distance against the training images in ``eval.features``),
+from the same initial noise each time, so the curve shows the weights changing and not the
+noise.  Each value is a metrics record ``{"step", "fid", "fid_se", "fid_name", "elapsed",
+"eval_s"}`` (``fid_se``: the bootstrap standard error over the generated samples, None with
+``eval.bootstrap: 0``); records up to the last checkpoint survive a resume like the loss records.  Evaluation time is kept off the training clock.
 """
 from __future__ import annotations
 
@@ -24,25 +25,28 @@ class PeriodicEvaluator:
     def due(self, step: int) -> bool:
         return bool(self.every) and step % self.every == 0
 
-    def score(self, model, seed: int) -> tuple[float, str]:
-        """(value, metric name) of ``model``'s samples under the run's protocol."""
-        from .metrics.fid import score
+    def score(self, model, seed: int) -> dict:
+        """The score record of ``model``'s samples under the run's protocol (the distance and its
+        bootstrap CI; no extra metrics)."""
+        from .metrics.scoring import score_record
         from .sampling import generate, to_uint8
 
         ev = self.spec["eval"]
         if self._reference is None and ev["reference"] == "dataset":
             self._reference = to_uint8(self.train_images)
         images, _ = generate(model, self.spec, ev["fid_samples"], seed=seed)
-        return score(to_uint8(images), ev["reference"], ev["fid_mode"], ev["cache_dir"], self._reference)
+        return score_record(to_uint8(images), ev["reference"], ev["fid_mode"], ev["cache_dir"], self._reference,
+                            self.spec["data"]["dataset"], ev["features"], ev["bootstrap"], seed=seed, extra=False)
 
     def run(self, trainer, elapsed: float) -> float:
         """Score ``trainer.ema`` now, append the record; returns the seconds it took."""
         began = time.perf_counter()
-        value, name = self.score(trainer.ema, trainer.seed)
+        record = self.score(trainer.ema, trainer.seed)
         trainer.backend.set_train(trainer.ema, False)
         seconds = time.perf_counter() - began
         rundir.append_jsonl(trainer.run_dir / rundir.METRICS, [{
-            "step": trainer.step, "fid": value, "fid_name": name, "elapsed": elapsed, "eval_s": seconds}])
+            "step": trainer.step, "fid": record["value"], "fid_se": record["se"], "fid_name": record["name"],
+            "elapsed": elapsed, "eval_s": seconds}])
         return seconds
 
 

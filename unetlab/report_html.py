@@ -130,7 +130,7 @@ def _csv_to_html_table(csv_text: str, numbers: bool = False) -> str:
     df = pd.read_csv(io.StringIO(csv_text), keep_default_na=False, dtype=str)
     if numbers:
         for col in df.columns:
-            digits_of = "FID" if col in ("FID", "FD-small", "FID/FD-small") else col
+            digits_of = "FID" if col == "FID" or col.startswith(("FD-", "FID/")) else col
             if digits_of in _DIGITS:
                 df[col] = [_fmt(float(v), digits_of) if v != "" else "" for v in df[col]]
     keep = [c for c in df.columns if (df[c].astype(str) != "").any() or c in ("variant", "status")]

@@ -17,10 +17,12 @@ from .rundir import Status
 
 ID_COLUMNS = ["ablation", "variant", "grid", "framework", "seed"]
 NUMBER_COLUMNS = ["params", "GFLOPs", "steps", "final loss", "best loss", "train img/s", "sample img/s",
-                  "peak mem MiB", "FID", "best score", "first step s"]
+                  "peak mem MiB", "FID", "FID se", "KID", "KID se", "precision", "recall", "density", "coverage",
+                  "best score", "first step s"]
 COLUMNS = ID_COLUMNS + NUMBER_COLUMNS + ["FID protocol", "status"]
 _DIGITS = {"params": 0, "GFLOPs": 3, "steps": 0, "final loss": 4, "best loss": 4, "train img/s": 1,
-           "sample img/s": 1, "peak mem MiB": 0, "FID": 3, "best score": 3, "first step s": 1}
+           "sample img/s": 1, "peak mem MiB": 0, "FID": 3, "FID se": 3, "KID": 4, "KID se": 4, "precision": 3,
+           "recall": 3, "density": 3, "coverage": 3, "best score": 3, "first step s": 1}
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -63,8 +65,20 @@ def run_row(run_dir: Path) -> dict:
         "FID protocol": protocol(fid) if fid else "", "status": status, "path": str(run_dir),
         "best score": _best_score(records, fid),
         "first step s": summary.get("first_step_s"),  # compilation included; off the time axis
+        **score_columns(fid),
         **trial_columns(run),
     }
+
+
+def score_columns(fid: dict) -> dict:
+    """The score's bootstrap SE and the extra metrics of a run's score record (None when absent)."""
+    metrics = fid.get("metrics") if isinstance(fid.get("metrics"), dict) else {}
+
+    def entry(name: str, key: str = "value"):
+        return (metrics.get(name) or {}).get(key) if isinstance(metrics.get(name), dict) else None
+
+    return {"FID se": fid.get("se"), "KID": entry("kid"), "KID se": entry("kid", "se"),
+            **{name: entry(name) for name in ("precision", "recall", "density", "coverage")}}
 
 
 def trial_columns(run: dict) -> dict:
@@ -133,7 +147,8 @@ def arrange(df: pd.DataFrame, sort: str | None = None, group: bool = False) -> p
     return df.reset_index(drop=True)
 
 
-_ALIASES = {"fd-small": "FID", "fd": "FID", "score": "FID", "fid/fd-small": "FID", "protocol": "FID protocol",
+_ALIASES = {"fd-small": "FID", "fd-digits": "FID", "fd-shapes": "FID", "fd": "FID", "score": "FID",
+            "fid/fd-small": "FID", "protocol": "FID protocol",
             "peak mem": "peak mem MiB", "memory": "peak mem MiB", "gflops": "GFLOPs"}
 
 

@@ -1,6 +1,8 @@
-"""``unetlab fid PATH``: FID (or FD-small) of a run folder's samples or of a folder of images."""
+"""``unetlab fid PATH``: FID (or a Frechet distance in a dataset's features) of a run folder's samples
+or of a folder of images, with its bootstrap CI, KID and precision/recall/density/coverage."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from .. import rundir
@@ -10,7 +12,17 @@ from ..fs_errors import check_writable
 from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
 from ..spec.run import DATA
-from .argtypes import at_least_two
+from ..metrics.bootstrap import BOOTSTRAP
+from ..metrics.scoring import FEATURE_CHOICES
+from .argtypes import at_least_two, non_negative_int
+
+
+def replicates(text: str) -> int:
+    """An argparse type: bootstrap replicates, 0 (none) or at least 2."""
+    value = non_negative_int(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError("must be 0 (no CI) or at least 2, got 1")
+    return value
 
 #: the datasets ``--data`` names (anything else is an image folder)
 DATA_NAMES = tuple(c for c in next(o for o in DATA.options if o.name == "dataset").choices if c != "folder")
@@ -23,8 +35,15 @@ def add_parser(sub):
     p.add_argument("--n", type=at_least_two, help="images to generate or use (default: eval.fid_samples, else 10000; "
                                          "a folder: all of its images)")
     p.add_argument("--reference", choices=("cifar10-train", "dataset"),
-                   help="cifar10-train: Inception FID vs CIFAR-10 train statistics; dataset: FD-small against "
-                        "training images (default: the run's eval.reference, else cifar10-train)")
+                   help="cifar10-train: Inception FID vs CIFAR-10 train statistics; dataset: a Frechet distance "
+                        "against the training images in --features (default: the run's eval.reference, else "
+                        "cifar10-train)")
+    p.add_argument("--features", choices=FEATURE_CHOICES,
+                   help="--reference dataset: trained (the dataset's trained classifier: FD-digits, FD-shapes; "
+                        "FD-small where there is none) or small (FD-small) (default: the run's eval.features, "
+                        "else trained)")
+    p.add_argument("--bootstrap", type=replicates, help="bootstrap replicates for the CI (0: none; default: "
+                                                               f"the run's eval.bootstrap, else {BOOTSTRAP})")
     p.add_argument("--mode", choices=("clean", "legacy_tensorflow", "legacy_pytorch"), help="clean-fid mode")
     p.add_argument("--cache-dir", help="folder holding the Inception weights and reference statistics")
     p.add_argument("--data", help="a folder: the training images for --reference dataset "
@@ -39,14 +58,16 @@ def _score_run(args, run_dir: Path) -> dict:
 
     check_writable(run_dir, "run folder")  # the score goes into its summary.json: fail before sampling
     with rundir.hold(run_dir):
-        record = score_run(run_dir, args.n, args.reference, args.mode, args.cache_dir, args.framework)
+        record = score_run(run_dir, args.n, args.reference, args.mode, args.cache_dir, args.framework,
+                           args.features, args.bootstrap)
         rundir.update_summary(run_dir, fid=record)
     return record
 
 
 def _score_folder(args, folder: Path) -> dict:
     from ..data import load_dataset
-    from ..metrics.fid import load_folder, score
+    from ..metrics.fid import load_folder
+    from ..metrics.scoring import score_record
     from ..sampling import to_uint8
 
     images = load_folder(folder, args.n)
@@ -61,9 +82,18 @@ def _score_folder(args, folder: Path) -> dict:
                             else {"dataset": "folder", "root": args.data, "flip": False}, "--data")
         channels = 1 if args.data == "digits" else 3
         train = to_uint8(load_dataset(data, images.shape[1], channels))
-    value, name = score(images, reference, mode, args.cache_dir, train)
-    return {"value": value, "name": name, "n": len(images), "mode": mode if name == "FID" else "small-net",
-            "reference": reference}
+    dataset = (args.data if args.data in DATA_NAMES else "folder") if args.data else None
+    bootstrap = BOOTSTRAP if args.bootstrap is None else args.bootstrap
+    record = score_record(images, reference, mode, args.cache_dir, train, dataset, args.features or "trained",
+                          bootstrap)
+    return {**record, "n": len(images), "reference": reference}
+
+
+def _explain(record: dict) -> None:
+    from ..metrics.scoring import describe_record
+
+    for line in describe_record(record):
+        print(f"  {line}")
 
 
 def run(args):
@@ -75,6 +105,7 @@ def run(args):
         record = _score_folder(args, folder)
         print(f"{args.path}: {record['name']} {record['value']:.4f} ({record['n']} images, {how}; "
               f"{record['reference']}) -> samples in {folder}")
+        _explain(record)
         return 0
     pretrained_cli.reject_sampling_arguments(args)
     if not path.is_dir():
@@ -86,4 +117,5 @@ def run(args):
     else:
         record = _score_folder(args, path)
         print(f"{path}: {record['name']} {record['value']:.4f} ({record['n']} images vs {record['reference']})")
+    _explain(record)
     return 0

@@ -1,15 +1,18 @@
-"""FID through clean-fid, and FD-small: a Frechet distance in a small fixed network's space.
+"""FID through clean-fid, FD-small (a Frechet distance in a small fixed network's space), and
+scoring runs and folders.
 
 FID uses clean-fid's resizers, its Inception networks and its CIFAR-10 reference statistics,
-read from a local cache folder (``eval.cache_dir``, else clean-fid's own places).  FD-small
-compares generated images with the run's training images in the features of a fixed-seed
-random conv net: cheap, deterministic, offline -- and not comparable to FID.
+read from a local cache folder (``eval.cache_dir``, else clean-fid's own places).  Against the
+training images a score is a Frechet distance in a trained classifier's features (``FD-digits``,
+see :mod:`unetlab.metrics.feature_net`) or, where a dataset has none, in the features of a
+fixed-seed random conv net (FD-small): cheap, deterministic, offline -- and not comparable to FID.
+Which space a score uses, and its bootstrap CI and extra metrics: :mod:`unetlab.metrics.scoring`.
 """
 from __future__ import annotations
 
+import io
 import os
 import urllib.request
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,15 +73,14 @@ def features(images: np.ndarray, extractor, resize=None, batch_size: int = 256, 
 
 
 def frechet(feats_a: np.ndarray, feats_b=None, stats_b=None) -> float:
-    """Frechet distance between the Gaussians of two feature sets (clean-fid's formula)."""
-    from cleanfid.fid import frechet_distance
+    """Frechet distance between the Gaussians of two feature sets (or of ``feats_a`` and the
+    statistics ``stats_b`` = (mu, sigma))."""
+    from .distances import frechet_from_stats, gaussian
 
     if len(feats_a) < 2:
         raise UnetlabError("a Frechet distance needs at least 2 images")
-    mu_b, sigma_b = stats_b if stats_b is not None else (feats_b.mean(0), np.cov(feats_b, rowvar=False))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # clean-fid passes scipy's old ``disp``
-        return float(frechet_distance(feats_a.mean(0), np.cov(feats_a, rowvar=False), mu_b, sigma_b))
+    mu_b, sigma_b = stats_b if stats_b is not None else gaussian(feats_b)
+    return frechet_from_stats(mu_b, sigma_b, *gaussian(feats_a))
 
 
 def fd_small(images: np.ndarray, reference: np.ndarray) -> float:
@@ -147,31 +149,80 @@ def inception_extractor(mode: str, weights: Path, device):
     return lambda x: model(x)
 
 
-def fid_cifar10(images: np.ndarray, mode: str = "clean", cache_dir: str | None = None, device=None) -> float:
-    """FID of uint8 (N, H, W, C) images against clean-fid's CIFAR-10 train statistics."""
+def inception_features(images: np.ndarray, mode: str = "clean", cache_dir: str | None = None,
+                       device=None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Inception features of uint8 (N, H, W, C) images and clean-fid's CIFAR-10 train (mu, sigma)."""
     import torch
     from cleanfid.resize import build_resizer
 
     paths = ensure_fid_files(mode, cache_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     extract = inception_extractor(mode, paths["Inception weights"], device)
-    stats = np.load(paths["CIFAR-10 train statistics"])
+    with np.load(paths["CIFAR-10 train statistics"]) as stats:
+        mu, sigma = stats["mu"], stats["sigma"]
     resize = build_resizer(mode)
     feats = features(images, extract, resize=lambda img: resize(img).astype(np.float32), batch_size=64,
                      device=device)
-    return frechet(feats, stats_b=(stats["mu"], stats["sigma"]))
+    return feats, (mu, sigma)
+
+
+def fid_cifar10(images: np.ndarray, mode: str = "clean", cache_dir: str | None = None, device=None) -> float:
+    """FID of uint8 (N, H, W, C) images against clean-fid's CIFAR-10 train statistics."""
+    feats, stats = inception_features(images, mode, cache_dir, device)
+    return frechet(feats, stats_b=stats)
+
+
+def reference_features_path(mode: str, cache_dir: str | None) -> Path:
+    """Where the CIFAR-10 train Inception features (``features``: (N, 2048)) for KID and PRDC are
+    looked for: beside clean-fid's statistics, ``cifar10_<mode>_train_32_features.npz``."""
+    stats_path, _ = fid_files(mode, cache_dir)["CIFAR-10 train statistics"]
+    return stats_path.with_name(f"cifar10_{mode}_train_32_features.npz")
+
+
+def reference_features(mode: str, cache_dir: str | None) -> tuple[np.ndarray | None, Path]:
+    """(the CIFAR-10 train Inception features or None when the file is missing, its path); a file
+    that is there but unreadable is a one-line error naming it."""
+    path = reference_features_path(mode, cache_dir)
+    if not path.is_file():
+        return None, path
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            feats = np.asarray(f["features"], dtype=np.float64)
+    except Exception as exc:  # noqa: BLE001 - a damaged npz fails in many ways
+        raise UnetlabError(f"{path}: not a reference features file ({type(exc).__name__}); "
+                           f"it needs an array 'features' (N, 2048)") from None
+    if feats.ndim != 2 or len(feats) < 2:
+        raise UnetlabError(f"{path}: 'features' must be an (N, D) array with N >= 2, got shape {feats.shape}")
+    return feats, path
+
+
+def write_reference_features(mode: str, cache_dir: str | None, data_root: str, device=None) -> Path:
+    """Compute the Inception features of the 50,000 CIFAR-10 training images (``data_root``) and
+    store them where :func:`reference_features` looks (a GPU makes this minutes, not hours)."""
+    from ..data import cifar10
+    from ..sampling import to_uint8
+
+    feats, _ = inception_features(to_uint8(cifar10(data_root, 32, download=False)), mode, cache_dir, device)
+    path = reference_features_path(mode, cache_dir)
+    buffer = io.BytesIO()
+    np.savez(buffer, features=feats.astype(np.float32))
+    rundir.atomic_write_bytes(path, buffer.getvalue())
+    return path
 
 
 # -- scoring images, runs and folders --------------------------------------------------------
 
 def score(images: np.ndarray, reference: str, mode: str = "clean", cache_dir: str | None = None,
-          train_images: np.ndarray | None = None) -> tuple[float, str]:
-    """(value, metric name) of uint8 images: FID vs CIFAR-10, or FD-small vs ``train_images``."""
-    if reference == "dataset":
-        if train_images is None:
-            raise UnetlabError("reference dataset: no training images to compare with")
-        return fd_small(images, train_images), "FD-small"
-    return fid_cifar10(images, mode, cache_dir), "FID"
+          train_images: np.ndarray | None = None, dataset: str | None = None,
+          features: str = "trained") -> tuple[float, str]:
+    """(value, metric name) of uint8 images: FID vs CIFAR-10, or a Frechet distance vs
+    ``train_images`` in ``dataset``'s trained features (FD-small where it has none, or with
+    ``features="small"``).  The full record (CI, KID, PRDC): :func:`unetlab.metrics.scoring.score_record`."""
+    from .scoring import score_record
+
+    record = score_record(images, reference, mode, cache_dir, train_images, dataset, features, bootstrap=0,
+                          extra=False)
+    return record["value"], record["name"]
 
 
 def protocol(fid: dict) -> str:
@@ -196,14 +247,18 @@ def _run_model(run_dir: Path, spec: dict, framework: str, ema: bool):
 
 
 def score_run(run_dir, n: int | None = None, reference: str | None = None, mode: str | None = None,
-              cache_dir: str | None = None, framework: str | None = None) -> dict:
+              cache_dir: str | None = None, framework: str | None = None, features: str | None = None,
+              bootstrap: int | None = None) -> dict:
     """Generate ``n`` samples from a run's weights with its sampler and score them.
 
-    Returns the record stored under ``fid`` in the run's summary (not written here).
+    Returns the record stored under ``fid`` in the run's summary (not written here): the score
+    (``value``, ``name``), its bootstrap ``se``/``ci_low``/``ci_high`` over ``bootstrap``
+    replicates, the extra ``metrics`` (KID, precision, recall, density, coverage) and the protocol.
     """
     from ..data import load_dataset
     from ..sampling import generate, to_uint8
     from ..spec import resolve_run_spec
+    from .scoring import check_features, score_record
 
     run_dir = Path(run_dir)
     config = rundir.read_json(run_dir / rundir.CONFIG)
@@ -216,6 +271,8 @@ def score_run(run_dir, n: int | None = None, reference: str | None = None, mode:
     n = n or ev["fid_samples"] or 10_000
     reference, mode = reference or ev["reference"], mode or ev["fid_mode"]
     cache_dir = cache_dir or ev["cache_dir"]
+    features = check_features(features or ev["features"], "--features" if features else "eval.features")
+    bootstrap = ev["bootstrap"] if bootstrap is None else bootstrap
     framework = framework or run["framework"]
     if reference != "dataset":
         ensure_fid_files(mode, cache_dir)  # fail before sampling, not after
@@ -225,11 +282,11 @@ def score_run(run_dir, n: int | None = None, reference: str | None = None, mode:
     if reference == "dataset":
         m = spec["model"]
         train_images = to_uint8(load_dataset(spec["data"], m["image_size"], m["in_channels"], run.get("seed", 0)))
-    value, name = score(to_uint8(images), reference, mode, cache_dir, train_images)
-    return {"value": value, "name": name, "n": n, "sampler": sample["sampler"],
+    record = score_record(to_uint8(images), reference, mode, cache_dir, train_images, spec["data"]["dataset"],
+                          features, bootstrap, seed=run.get("seed", 0))
+    return {**record, "n": n, "sampler": sample["sampler"],
             "steps": sample["steps"] if sample["sampler"] == "ddim" else spec["diffusion"]["T"],
-            "eta": sample["eta"], "ema": sample["ema"], "mode": mode if name == "FID" else "small-net",
-            "reference": reference, "framework": framework}
+            "eta": sample["eta"], "ema": sample["ema"], "reference": reference, "framework": framework}
 
 
 def load_folder(folder, n: int | None = None) -> np.ndarray:

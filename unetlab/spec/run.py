@@ -93,10 +93,16 @@ EVAL = OptionSet((
            "with fid_samples images; null: only at the end)", nullable=True),
     Option("fid_mode", str, "clean", "clean-fid mode", choices=("clean", "legacy_tensorflow", "legacy_pytorch")),
     Option("reference", str, "cifar10-train", "reference statistics: cifar10-train (Inception FID) or "
-           "dataset (a small-feature Frechet distance against the training images; not FID)",
+           "dataset (a Frechet distance against the training images in eval.features; not FID)",
            choices=("cifar10-train", "dataset")),
-    Option("cache_dir", str, None, "folder with Inception weights and reference statistics "
-           "(default: clean-fid's own cache)", nullable=True),
+    Option("features", str, "trained", "reference dataset: the feature space -- trained (a classifier "
+           "trained on digits or shapes: FD-digits, FD-shapes; FD-small for datasets without one) or small "
+           "(FD-small: a fixed random conv net)", choices=("trained", "small")),
+    Option("bootstrap", int, 200, "bootstrap replicates over the generated samples for each score's "
+           "se and 95% CI (0: none)"),
+    Option("cache_dir", str, None, "folder with Inception weights and reference statistics, and the "
+           "trained feature networks under features/ (default: clean-fid's own cache; "
+           "$UNETLAB_CACHE_DIR/features or ~/.cache/unetlab/features)", nullable=True),
 ))
 
 RESOURCES = OptionSet((
@@ -171,6 +177,8 @@ def _check_ranges(spec: dict, prefix: str) -> None:
         fail("sample.eta", "must be >= 0 (0: deterministic DDIM, 1: DDPM-like)", sample["eta"])
     if ev["fid_samples"] < 0 or ev["fid_samples"] == 1:
         fail("eval.fid_samples", "must be 0 (no FID) or at least 2", ev["fid_samples"])
+    if ev["bootstrap"] < 0 or ev["bootstrap"] == 1:
+        fail("eval.bootstrap", "must be 0 (no CI) or at least 2 replicates", ev["bootstrap"])
     if data["limit"] is not None and not _positive(data["limit"]):
         fail("data.limit", "must be positive (null: every image)", data["limit"])
     if not _positive(data["num_images"]):
