@@ -24,7 +24,8 @@ def test_scores_every_n_steps_survive_a_resume_and_reach_the_table(tmp_path):
     full, cut = tmp_path / "abl" / "full", tmp_path / "cut"
     train_run(scored_spec(), full, "torch", progress=False)
     got = scores(full)
-    assert [s[0] for s in got] == [5, 10] and {s[2] for s in got} == {"FD-small"}
+    assert [s[0] for s in got] == [5, 10] and {s[2] for s in got} == {"FD-digits"}
+    assert all(r["fid_se"] > 0 for r in read_jsonl(full / "metrics.jsonl") if "fid" in r)
     assert all(v > 0 for _, v, _ in got) and got[0][1] != got[1][1]
     records = read_jsonl(full / "metrics.jsonl")
     elapsed = [r["elapsed"] for r in records]

@@ -289,7 +289,7 @@ def test_cli_fid_of_a_saved_folder(saved, tmp_path, capsys):
                  "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
-    assert printed.startswith(f"{folder}: FD-small ") and "(8 images, ddim3 eta0 quadratic, torch; dataset)" in printed
+    assert printed.startswith(f"{folder}: FD-shapes ") and "(8 images, ddim3 eta0 quadratic, torch; dataset)" in printed
     assert np.load(out / "samples.npz")["images"].shape == (8, 16, 16, 3)
 
 
