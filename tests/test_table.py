@@ -143,3 +143,24 @@ def test_table_of_a_bench_results_file(tmp_path, capsys):
     path.write_text("[]")
     assert main(["table", str(path)]) == 2
     assert "not a benchmark results file" in capsys.readouterr().err
+
+
+def test_score_columns_hold_the_ci_and_extra_metrics_or_stay_empty(tmp_path):
+    from study_runs import fake_run
+
+    root = tmp_path / "abl"
+    scored = fake_run(root, "a", "torch", fid=2.0)
+    summary = rundir.read_json(scored / rundir.SUMMARY)
+    entry = {"value": 0.5, "se": 0.05, "ci_low": 0.4, "ci_high": 0.6}
+    summary["fid"].update({"name": "FD-digits", "mode": "digits-net", "se": 0.2, "ci_low": 1.6, "ci_high": 2.4,
+                           "bootstrap": 200, "metrics": {"kid": {**entry, "value": 0.01, "se": 0.002},
+                                                         **{m: entry for m in ("precision", "recall", "density",
+                                                                               "coverage")}}})
+    rundir.write_json(scored / rundir.SUMMARY, summary)
+    fake_run(root, "b", "torch", fid=3.0)  # an older record: no CI, no extra metrics
+    df = load_table(root).set_index("variant")
+    assert df.loc["a", ["FID", "FID se", "KID", "KID se", "precision", "coverage"]].tolist() == [
+        2.0, 0.2, 0.01, 0.002, 0.5, 0.5]
+    assert df.loc["b", ["FID se", "KID", "recall", "density"]].isna().all()
+    text = format_table(load_table(root, sort="kid"))
+    assert "FID se" in text.splitlines()[0] and "FD-digits/FD-small" in text.splitlines()[0]
