@@ -188,3 +188,16 @@ def test_inception_path_adds_kid_and_prdc_only_with_reference_features(tmp_path,
     (cache / "cifar10_legacy_tensorflow_train_32_features.npz").write_bytes(b"damaged")
     with pytest.raises(UnetlabError, match="cifar10_legacy_tensorflow_train_32_features.npz: not a reference features file"):
         inception_record(shifted[:100], "legacy_tensorflow", str(cache), bootstrap=20)
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"features": "big"}, "eval.features: 'big' is not one of 'trained', 'small'"),
+    ({"bootstrap": 1}, "eval.bootstrap: must be 0 (no CI) or at least 2 replicates, got 1"),
+    ({"bootstrap": -5}, "eval.bootstrap: must be 0 (no CI) or at least 2 replicates, got -5"),
+])
+def test_bad_eval_options_are_one_line(section, message):
+    from unetlab.spec import resolve_run_spec
+
+    with pytest.raises(UnetlabError) as exc:
+        resolve_run_spec({"eval": section})
+    assert str(exc.value) == message
