@@ -83,7 +83,8 @@ def compare_to_baseline(df: pd.DataFrame, baseline: str, metrics=None, alpha: fl
     out["verdict"] = [inference.verdict(r["diff"], r["p holm"], r["direction"] == "lower", alpha) for r in records]
     out["seeds needed"] = [inference.seeds_needed(r["diff"], r["sd"], alpha) if r["test"] != inference.WELCH
                            else math.nan for r in records]
-    out["note"] = ["; ".join(filter(None, [r["note"], inference.decision_note(r["n"], r["test"], alpha)]))
+    tested = int(out["p"].notna().sum())
+    out["note"] = ["; ".join(filter(None, [r["note"], inference.decision_note(r["n"], r["test"], alpha, tested)]))
                    for r in records]
     return out
 

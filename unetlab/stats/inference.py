@@ -7,6 +7,7 @@ NaNs are the caller's to drop.  See docs/statistics.md for what each number mean
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -105,7 +106,9 @@ def welch_test(a, b) -> TestResult:
         return TestResult(math.nan, WELCH)
     if np.ptp(a) == 0 and np.ptp(b) == 0:
         return TestResult(1.0 if a[0] == b[0] else 0.0, WELCH)
-    return TestResult(float(stats.ttest_ind(b, a, equal_var=False).pvalue), WELCH)
+    with warnings.catch_warnings():  # one group without spread is valid input, not lost precision
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return TestResult(float(stats.ttest_ind(b, a, equal_var=False).pvalue), WELCH)
 
 
 def welch_ci(a, b, level: float = 0.95) -> MeanCI:
@@ -193,9 +196,11 @@ def verdict(diff: float, p: float, lower_better: bool, alpha: float = 0.05) -> s
     return "better" if (diff < 0) == lower_better else "worse"
 
 
-def decision_note(pairs: int, method: str, alpha: float = 0.05) -> str:
-    """A note when the exact test cannot reach ``alpha`` with this many pairs, whatever the effect."""
-    if method == SIGN_FLIP and pairs >= 1 and 2.0 / 2 ** pairs >= alpha:
-        need = next(k for k in range(1, 64) if 2.0 / 2 ** k < alpha)
-        return f"n={pairs}: the exact test cannot decide below {need} seeds"
-    return ""
+def decision_note(pairs: int, method: str, alpha: float = 0.05, comparisons: int = 1) -> str:
+    """A note when the exact test cannot reach ``alpha`` with this many pairs whatever the effect:
+    its smallest p-value is 2 / 2**pairs, and Holm multiplies the smallest by the ``comparisons`` made."""
+    if method != SIGN_FLIP or pairs < 1 or comparisons * 2.0 / 2 ** pairs < alpha:
+        return ""
+    need = next(k for k in range(1, 64) if comparisons * 2.0 / 2 ** k < alpha)
+    among = f" among {comparisons} comparisons" if comparisons > 1 else ""
+    return f"n={pairs}: the exact test cannot decide below {need} seeds{among}"
