@@ -16,6 +16,7 @@ from unetlab import rundir
 from unetlab.cli import main
 from unetlab.errors import UnetlabError
 from unetlab.stats.compare import compare_to_baseline
+from unetlab.stats.inference import seeds_needed
 from unetlab.table import load_table
 
 from study_runs import fake_run
@@ -82,6 +83,8 @@ def test_vs_csv_numbers_recomputed_with_scipy(ablation, capsys):
         ref = stats.permutation_test((d,), np.mean, permutation_type="samples", vectorized=True,
                                      n_resamples=10 ** 6)
         assert row["p"] == pytest.approx(ref.pvalue, abs=1e-9)
+        floor = next(k for k in range(1, 64) if len(out) * 2 / 2 ** k < 0.05)  # 6 rows: 8 pairs
+        assert row["seeds needed"] == max(seeds_needed(d.mean(), d.std(ddof=1)), floor)
     # Holm over the rows shown, by a plain loop
     m = len(out)
     order = out["p"].sort_values(kind="stable").index

@@ -28,7 +28,8 @@ def add_parser(sub):
     p.add_argument("--vs", metavar="VARIANT",
                    help="compare every other variant with this baseline, per framework and grid point, paired by "
                         "seed: mean difference (other - baseline), 95%% CI, p-value (exact sign-flip test over all "
-                        f"2^n sign patterns up to {EXACT_MAX_PAIRS} pairs, paired t-test above; Welch's t-test "
+                        f"2^n sign patterns up to {EXACT_MAX_PAIRS} pairs (unetlab.stats.inference.EXACT_MAX_PAIRS), "
+                        "paired t-test above; it cannot reach p < 0.05 below 6 pairs; Welch's t-test "
                         "for runs without a seed partner), Holm-adjusted p over the rows shown, verdict "
                         "(better/worse/undecided) and seeds needed at 80%% power; see docs/statistics.md")
     p.add_argument("--metric", action="append", default=[], metavar="COL",

@@ -56,7 +56,9 @@ def compare_to_baseline(df: pd.DataFrame, baseline: str, metrics=None, alpha: fl
     Paired by seed where at least two seeds ran in both (exact sign-flip test up to
     ``inference.EXACT_MAX_PAIRS`` pairs, paired t above); Welch's test otherwise.  ``p holm`` is
     adjusted over every row returned; ``verdict`` is ``better``/``worse``/``undecided`` at
-    ``alpha`` on that adjusted p-value, knowing each metric's direction."""
+    ``alpha`` on that adjusted p-value, knowing each metric's direction.  ``seeds needed``: the
+    seed pairs at which a paired t-test at ``alpha`` detects the observed difference with 80%
+    power, and never fewer than the exact test needs to reach ``alpha`` after Holm's factor."""
     variants = sorted(set(df["variant"].dropna().astype(str)))
     if baseline not in variants:
         raise UnetlabError(f"--vs {baseline!r}: no such variant (variants: {', '.join(variants) or 'none'})")
@@ -81,9 +83,10 @@ def compare_to_baseline(df: pd.DataFrame, baseline: str, metrics=None, alpha: fl
     out["p holm"] = inference.holm(out["p"].to_numpy(dtype=float))
     records = out.to_dict("records")
     out["verdict"] = [inference.verdict(r["diff"], r["p holm"], r["direction"] == "lower", alpha) for r in records]
-    out["seeds needed"] = [inference.seeds_needed(r["diff"], r["sd"], alpha) if r["test"] != inference.WELCH
-                           else math.nan for r in records]
     tested = int(out["p"].notna().sum())
+    floor = inference.min_deciding_pairs(alpha, tested)  # the exact test's own minimum, Holm's factor included
+    out["seeds needed"] = [max(inference.seeds_needed(r["diff"], r["sd"], alpha), floor)
+                           if r["test"] in (inference.SIGN_FLIP, inference.PAIRED_T) else math.nan for r in records]
     out["note"] = ["; ".join(filter(None, [r["note"], inference.decision_note(r["n"], r["test"], alpha, tested)]))
                    for r in records]
     return out

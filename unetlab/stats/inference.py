@@ -196,11 +196,17 @@ def verdict(diff: float, p: float, lower_better: bool, alpha: float = 0.05) -> s
     return "better" if (diff < 0) == lower_better else "worse"
 
 
+def min_deciding_pairs(alpha: float = 0.05, comparisons: int = 1) -> int:
+    """The fewest pairs with which the exact test's smallest p-value (2 / 2**n), multiplied by
+    Holm's factor for the smallest of ``comparisons`` p-values, falls below ``alpha``."""
+    return next(k for k in range(1, 1024) if comparisons * 2.0 / 2 ** k < alpha)
+
+
 def decision_note(pairs: int, method: str, alpha: float = 0.05, comparisons: int = 1) -> str:
     """A note when the exact test cannot reach ``alpha`` with this many pairs whatever the effect:
     its smallest p-value is 2 / 2**pairs, and Holm multiplies the smallest by the ``comparisons`` made."""
-    if method != SIGN_FLIP or pairs < 1 or comparisons * 2.0 / 2 ** pairs < alpha:
+    need = min_deciding_pairs(alpha, comparisons)
+    if method != SIGN_FLIP or pairs < 1 or pairs >= need:
         return ""
-    need = next(k for k in range(1, 64) if comparisons * 2.0 / 2 ** k < alpha)
     among = f" among {comparisons} comparisons" if comparisons > 1 else ""
     return f"n={pairs}: the exact test cannot decide below {need} seeds{among}"
