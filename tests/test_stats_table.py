@@ -180,3 +180,22 @@ def test_seed_band_is_the_t_interval_at_shared_steps():
     assert list(high - mean) == pytest.approx([half, half]) and list(mean - low) == pytest.approx([half, half])
     steps, mean, low, high = seed_band(curves[:1])
     assert list(low) == list(mean) == list(high) == [1.0, 2.0, 5.0]
+
+
+def test_each_framework_and_grid_point_is_compared_on_its_own(tmp_path):
+    root = tmp_path / "abl"
+    for seed in range(6):
+        for framework, offset in (("torch", 0.0), ("jittor", 1.0)):
+            for variant, shift in (("x", 0.0), ("y", 0.01 * (seed + 1))):
+                for grid in ("lr=1", "lr=2"):
+                    run = fake_run(root / grid, variant, framework, seed=seed, loss=0.1 + offset + shift)
+                    config = rundir.read_json(run / rundir.CONFIG)
+                    config["run"].update(ablation="abl", grid_label=grid)
+                    rundir.write_json(run / rundir.CONFIG, config)
+    out = compare_to_baseline(load_table(root), "x", ["final loss"])
+    assert sorted(zip(out["framework"], out["grid"])) == sorted(
+        (f, g) for f in ("torch", "jittor") for g in ("lr=1", "lr=2"))
+    # the frameworks' offset of 1.0 cancels: each compares y with x of its own framework
+    assert list(out["diff"]) == pytest.approx([0.035] * 4)
+    assert list(out["p"]) == pytest.approx([2 / 2 ** 6] * 4) and set(out["verdict"]) == {"undecided"}
+    assert set(out["note"]) == {"n=6: the exact test cannot decide below 8 seeds among 4 comparisons"}
