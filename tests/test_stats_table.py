@@ -104,6 +104,11 @@ def test_evaluation_noise_against_seed_noise(ablation):
     assert loss["noise"] == "" and math.isnan(loss["eval sd"])  # no se for losses: unknown
     lone = out[(out["variant"] == "lone") & (out["metric"] == "FID")].iloc[0]
     assert lone["noise"] == ""  # its runs have no se
+    df = load_table(ablation)
+    df.loc[(df["variant"] == "fast") & (df["seed"] == 3), "FID se"] = math.nan  # one run without se
+    again = compare_to_baseline(df, "base", ["FID"])
+    assert again[again["variant"] == "fast"].iloc[0]["noise"] == ""
+    assert again[again["variant"] == "same"].iloc[0]["noise"] in ("seeds", "evaluation")
 
 
 def test_three_seeds_say_the_exact_test_cannot_decide(ablation, capsys):

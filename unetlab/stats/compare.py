@@ -112,14 +112,14 @@ def compare_runs(base: pd.DataFrame, other: pd.DataFrame, metric: str, level: fl
         ci = inference.mean_ci(diffs, level)
         test = inference.sign_flip_test(diffs)
         sd = float(np.std(diffs, ddof=1))
-        eval_var = (paired["se a"] ** 2 + paired["se b"] ** 2).mean()
+        eval_var = (paired["se a"] ** 2 + paired["se b"] ** 2).mean(skipna=False)  # one unknown: unknown
         if unpaired:
             row["note"] = f"{unpaired} runs without a seed partner left out"
     elif len(a) >= 2 and len(b) >= 2:
         ci = inference.welch_ci(a["value"], b["value"], level)
         test = inference.welch_test(a["value"], b["value"])
         sd = math.sqrt(a["value"].var(ddof=1) + b["value"].var(ddof=1))
-        eval_var = (a["se"] ** 2).mean() + (b["se"] ** 2).mean()
+        eval_var = (a["se"] ** 2).mean(skipna=False) + (b["se"] ** 2).mean(skipna=False)
         row["note"] = "no seed partners: unpaired"
     else:
         ci = inference.MeanCI(row["mean"] - row["baseline mean"], math.nan, math.nan, min(len(a), len(b)))
