@@ -104,8 +104,8 @@ def load_table(root: Path, filters: list[str] = (), sort: str | None = None, gro
 
 
 #: Columns of a benchmark results file (``unetlab bench --out``, benchmarks/results/*.json).
-BENCH_COLUMNS = {"net": "net", "framework": "framework", "precision": "precision", "batch": "batch",
-                 "compile": "compile", "channels_last": "channels last", "device": "device",
+BENCH_COLUMNS = {"date": "date", "net": "net", "framework": "framework", "precision": "precision", "batch": "batch",
+                 "compile": "compile", "channels_last": "channels last", "conv": "conv", "device": "device",
                  "train_img_s": "train img/s", "sample_img_s": "sample img/s", "train_tflop_s": "train TFLOP/s",
                  "peak_gib": "peak GiB", "held_gib": "held GiB", "first_step_s": "first step s", "run": "run", "error": "error"}
 
