@@ -40,3 +40,14 @@ def test_compare_needs_both_frameworks(tmp_path):
     fake_run(root, "b", "torch")
     with pytest.raises(UnetlabError, match="no variant ran in both torch and jittor"):
         compare(load_table(root), "framework")
+
+
+def test_comparison_as_json_keeps_numbers(tmp_path):
+    import json
+
+    from unetlab.compare import compare_frameworks, format_comparison
+    from unetlab.table import load_table
+
+    [row] = json.loads(format_comparison(compare_frameworks(load_table(two_framework_ablation(tmp_path / "abl"))),
+                                         "json"))
+    assert row["variant"] == "a" and row["train img/s J/T"] == 0.5 and row["FID J/T"] == 1.5

@@ -192,7 +192,7 @@ def test_the_table_shows_each_status(tmp_path, other_process):
     assert len(text.splitlines()) == 2 + len(rows)  # one line per run, corrupt or not
 
 
-def test_group_shows_std_and_n_and_latex_escapes(tmp_path):
+def test_group_shows_mean_interval_and_n_and_latex_escapes(tmp_path):
     root = tmp_path / "abl"
     for seed, loss in ((0, 0.1), (1, 0.3)):
         run = make_run(root, f"my_var-s{seed}", {"status": "done", "step": 10}, steps=(10,))
@@ -202,7 +202,8 @@ def test_group_shows_std_and_n_and_latex_escapes(tmp_path):
         rundir.atomic_write_bytes(run / rundir.METRICS, (json.dumps({"step": 10, "loss": loss,
                                                                      "trailing_loss": loss}) + "\n").encode())
     grouped = load_table(root, group=True)
-    assert grouped["final loss"][0] == "0.2000 ± 0.1414 (n=2)"
+    assert grouped["final loss mean"][0] == pytest.approx(0.2) and grouped["final loss n"][0] == 2
+    assert "0.2000 [-1.0706, 1.4706] n=2" in format_table(grouped)  # 0.2 ± t(0.975, 1) 0.1414 / sqrt(2)
     latex = format_table(grouped, "latex")
     assert r"my\_var" in latex and "my_var" not in latex
 

@@ -69,7 +69,9 @@ def test_sort_filter_and_group(runs):
     assert list(load_table(runs, ["train.lr=0.002"])["variant"]) == ["b"]  # a resolved spec value
     grouped = load_table(runs, group=True, sort="variant")
     a = grouped[grouped["variant"] == "a"].iloc[0]
-    assert a["seeds"] == 2 and "±" in a["final loss"] and a["status"] == "2 done"
+    assert a["seeds"] == 2 and a["final loss n"] == 2 and a["status"] == "2 done"
+    assert a["final loss ci_low"] < a["final loss mean"] < a["final loss ci_high"]
+    assert "[" in format_table(grouped) and "n=2" in format_table(grouped)
     with pytest.raises(UnetlabError, match="unknown column 'nope'"):
         load_table(runs, sort="nope")
     with pytest.raises(UnetlabError, match="expected KEY=VALUE"):

@@ -48,7 +48,9 @@ def compare(df: pd.DataFrame, by: str) -> pd.DataFrame:
 
 
 def format_comparison(df: pd.DataFrame, fmt: str = "terminal") -> str:
-    """The comparison as text: ratios with 3 decimals."""
+    """The comparison as text: ratios with 3 decimals (json: the numbers as they are)."""
+    if fmt == "json":
+        return df.to_json(orient="records", indent=1) + "\n"
     shown = df.copy()
     for name in RATIOS.values():
         shown[name] = [f"{v:.3f}" if v is not None and pd.notna(v) else "" for v in shown[name]]

@@ -79,7 +79,7 @@ def _run_section(run_dir: Path, row: dict) -> str:
             f"<details><summary>config</summary><pre>{spec}</pre></details></div>")
 
 
-def _plots(run_dirs: list[Path]) -> list[tuple[str, bytes]]:
+def _plots(run_dirs: list[Path], group: bool = False) -> list[tuple[str, bytes]]:
     from .plots import write_plots
     from .plots_frameworks import write_framework_plots
 
@@ -87,21 +87,37 @@ def _plots(run_dirs: list[Path]) -> list[tuple[str, bytes]]:
     with tempfile.TemporaryDirectory() as tmp:
         paths = list(write_plots(run_dirs, Path(tmp)))
         paths += write_framework_plots(run_dirs, Path(tmp))
+        if group:
+            from .plots_seeds import write_seed_plots
+
+            paths += write_seed_plots(run_dirs, Path(tmp))
         for path in paths:
             out.append((path.stem, path.read_bytes()))
     return out
 
 
-def render_report(root: Path, filters=()) -> str:
-    """The report of the runs under ``root`` as one HTML string."""
+def render_report(root: Path, filters=(), group: bool = False, vs: str | None = None, metrics=(),
+                  alpha: float = 0.05) -> str:
+    """The report of the runs under ``root`` as one HTML string: grouped over seeds (means, 95%
+    intervals, n) with ``group``, and with ``vs`` the comparison with that baseline variant and
+    its forest plot."""
     from .table import format_table, load_table
 
     df = load_table(root, list(filters))
     run_dirs = [Path(p) for p in df["path"]]
-    shown = _csv_to_html_table(format_table(df, "csv"), numbers=True)
+    if group:
+        from .report_stats import grouped_html
+
+        shown = grouped_html(df)
+    else:
+        shown = _csv_to_html_table(format_table(df, "csv"), numbers=True)
     parts = [f"<h1>unetlab report: {html.escape(str(root))}</h1>",
              f"<p>{len(df)} runs, written {datetime.datetime.now():%Y-%m-%d %H:%M}.</p>",
-             "<h2>Results</h2>", shown]
+             "<h2>Results" + (": mean [95% CI] n over seeds" if group else "") + "</h2>", shown]
+    if vs:
+        from .report_stats import comparison_html
+
+        parts += comparison_html(df, vs, metrics, alpha)
     if set(df["framework"]) >= {"torch", "jittor"}:
         from .compare import compare_frameworks, format_comparison
         try:
@@ -109,7 +125,7 @@ def render_report(root: Path, filters=()) -> str:
             parts += ["<h2>Jittor / PyTorch</h2>", _csv_to_html_table(format_comparison(ratios, "csv"))]
         except UnetlabError:  # no variant ran in both: no comparison section
             pass
-    plots = _plots(run_dirs)
+    plots = _plots(run_dirs, group)
     if plots:
         parts.append("<h2>Plots</h2>")
         parts += [_img(data, name) for name, data in plots]
@@ -137,7 +153,8 @@ def _csv_to_html_table(csv_text: str, numbers: bool = False) -> str:
     return df[keep].to_html(index=False, escape=True, classes="results", border=0)
 
 
-def write_report(root: Path, path: Path, filters=()) -> Path:
-    """Write the report of the runs under ``root`` to ``path``; returns ``path``."""
-    rundir.atomic_write_bytes(Path(path), render_report(Path(root), filters).encode("utf-8"))
+def write_report(root: Path, path: Path, filters=(), **options) -> Path:
+    """Write the report of the runs under ``root`` to ``path`` (``options``: :func:`render_report`'s);
+    returns ``path``."""
+    rundir.atomic_write_bytes(Path(path), render_report(Path(root), filters, **options).encode("utf-8"))
     return Path(path)

@@ -61,7 +61,7 @@ def run_row(run_dir: Path) -> dict:
         "steps": summary.get("step") if state.status == Status.DONE else state.step,
         "final loss": figures["final_loss"], "best loss": figures["best_loss"],
         "train img/s": figures["train_img_s"], "sample img/s": summary.get("sample_img_s"),
-        "peak mem MiB": mem / 2**20 if mem else None, "FID": fid.get("value"),
+        "peak mem MiB": mem / 2**20 if mem else None, "FID": fid.get("value"), "FID se": fid.get("se"),
         "FID protocol": protocol(fid) if fid else "", "status": status, "path": str(run_dir),
         "best score": _best_score(records, fid),
         "first step s": summary.get("first_step_s"),  # compilation included; off the time axis
@@ -118,8 +118,8 @@ def load_table(root: Path, filters: list[str] = (), sort: str | None = None, gro
 
 
 #: Columns of a benchmark results file (``unetlab bench --out``, benchmarks/results/*.json).
-BENCH_COLUMNS = {"net": "net", "framework": "framework", "precision": "precision", "batch": "batch",
-                 "compile": "compile", "channels_last": "channels last", "device": "device",
+BENCH_COLUMNS = {"date": "date", "net": "net", "framework": "framework", "precision": "precision", "batch": "batch",
+                 "compile": "compile", "channels_last": "channels last", "conv": "conv", "device": "device",
                  "train_img_s": "train img/s", "sample_img_s": "sample img/s", "train_tflop_s": "train TFLOP/s",
                  "peak_gib": "peak GiB", "held_gib": "held GiB", "first_step_s": "first step s", "run": "run", "error": "error"}
 
@@ -154,9 +154,10 @@ _ALIASES = {"fd-small": "FID", "fd-digits": "FID", "fd-shapes": "FID", "fd": "FI
 
 def _column(df: pd.DataFrame, name: str) -> str:
     name = _ALIASES.get(name.lower(), name)
-    for col in df.columns:
-        if col.lower() == name.lower() or col.lower().replace(" ", "_") == name.lower():
-            return col
+    for wanted in (name, f"{name} mean"):  # a grouped table holds '<col> mean'
+        for col in df.columns:
+            if col.lower() == wanted.lower() or col.lower().replace(" ", "_") == wanted.lower().replace(" ", "_"):
+                return col
     raise UnetlabError(f"unknown column {name!r} (columns: {', '.join(c for c in df.columns if c != 'path')})")
 
 
@@ -209,39 +210,64 @@ def _sort(df: pd.DataFrame, name: str) -> pd.DataFrame:
 
 
 def _leading_number(value):
-    """The mean of ``mean ± std (n=k)`` cells (so grouped tables sort numerically)."""
-    if isinstance(value, str) and ("±" in value or "(n=" in value):
+    """The mean of ``mean [lo, hi] n=k`` cells (so tables of such cells sort numerically)."""
+    if isinstance(value, str) and " n=" in value:
         try:
-            return float(value.split("±")[0].split("(n=")[0])
+            return float(value.split("[")[0].split(" n=")[0])
         except ValueError:
             return value
     return value
 
 
-def group_seeds(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per ablation/variant/grid/framework: ``mean ± std (n=k)`` of the numbers over seeds
-    (std: sample standard deviation; n: the seeds that have the number)."""
+#: the numbers of a grouped table, for each column ``<col> mean`` etc. (see :func:`group_seeds`)
+GROUP_STATS = ("mean", "ci_low", "ci_high", "n")
+
+
+def group_seeds(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """One row per ablation/variant/grid/framework, and for each number over its seeds the columns
+    ``<col> mean``, ``<col> ci_low``, ``<col> ci_high`` (Student-t ``level`` interval; empty for
+    one seed) and ``<col> n`` (the seeds that have the number)."""
+    from .stats.inference import mean_ci
+
     keys = ["ablation", "variant", "grid"] + (["trial"] if "trial" in df.columns else []) + ["framework"]
+    numbers = NUMBER_COLUMNS
     rows = []
     for ident, part in df.groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, ident))
         row["seeds"] = len(part)
-        for col in NUMBER_COLUMNS:
-            values = pd.to_numeric(part[col], errors="coerce").dropna()
-            if values.empty:
-                row[col] = None
-            elif len(part) == 1:
-                row[col] = _fmt(values.iloc[0], col)
-            elif len(values) == 1:
-                row[col] = f"{_fmt(values.iloc[0], col)} (n=1)"
-            else:
-                row[col] = f"{_fmt(values.mean(), col)} ± {_fmt(values.std(ddof=1), col)} (n={len(values)})"
+        for col in numbers:
+            ci = mean_ci(pd.to_numeric(part[col], errors="coerce").dropna(), level)
+            row.update({f"{col} {name}": value for name, value in zip(GROUP_STATS, ci)})
         protocols = sorted(set(part["FID protocol"]) - {""})
         row["FID protocol"] = ", ".join(protocols)
         statuses = part["status"].map(lambda s: str(s).split(":")[0].split(" ")[0])
         row["status"] = ", ".join(f"{n} {s}" for s, n in statuses.value_counts().items())
         rows.append(row)
-    return pd.DataFrame(rows, columns=keys + ["seeds"] + NUMBER_COLUMNS + ["FID protocol", "status"])
+    stats = [f"{col} {name}" for col in numbers for name in GROUP_STATS]
+    return pd.DataFrame(rows, columns=keys + ["seeds"] + stats + ["FID protocol", "status"])
+
+
+def grouped_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """A grouped table's numbers as one text column each: ``mean [ci_low, ci_high] n=k``."""
+    out = df.copy()
+    for col in [c[:-len(" mean")] for c in df.columns if c.endswith(" mean")]:
+        parts = [f"{col} {name}" for name in GROUP_STATS]
+        if not all(p in df.columns for p in parts):
+            continue
+        at = list(out.columns).index(parts[0])
+        cells = [_ci_cell(*values, col) for values in df[parts].itertuples(index=False)]
+        out = out.drop(columns=parts)
+        out.insert(at, col, cells)
+    return out
+
+
+def _ci_cell(mean, low, high, n, col: str) -> str:
+    if n is None or pd.isna(n) or n == 0:
+        return ""
+    text = _fmt(mean, col)
+    if pd.notna(low) and low != high:  # no interval for a number all seeds share
+        text += f" [{_fmt(low, col)}, {_fmt(high, col)}]"
+    return f"{text} n={int(n)}"
 
 
 def _fmt(value, col: str) -> str:
@@ -271,19 +297,35 @@ def score_header(df: pd.DataFrame) -> str:
     return "/".join(sorted(names)) if names else "FID"
 
 
+def _score_names(columns, header: str) -> dict:
+    """Column renames that show the score's real name (``FID se`` -> ``FD-small se`` ...)."""
+    names = {"FID protocol": "protocol"}
+    for col in columns:
+        if col == "FID" or col.startswith("FID "):
+            names[col] = header + col[len("FID"):]
+    names["FID protocol"] = "protocol"
+    return names
+
+
 def format_table(df: pd.DataFrame, fmt: str = "terminal") -> str:
-    """The table as text: terminal or markdown (tabulate), csv or latex (pandas)."""
+    """The table as text: terminal or markdown (tabulate), csv, json (records) or latex (pandas).
+    A grouped table's csv and json keep ``<col> mean/ci_low/ci_high/n`` as separate numbers;
+    the other formats show ``mean [lo, hi] n=k``."""
     df = df.drop(columns=["path"], errors="ignore")
     header = score_header(df)
     if fmt == "csv":
-        return df.rename(columns={"FID": header, "FID protocol": "protocol"}).to_csv(index=False)
-    shown = df.copy()
+        return df.rename(columns=_score_names(df.columns, header)).to_csv(index=False)
+    if fmt == "json":
+        return df.rename(columns=_score_names(df.columns, header)).to_json(orient="records", indent=1) + "\n"
+    shown = grouped_cells(df)
     for col in shown.columns:
         if col in _DIGITS:
             shown[col] = [v if isinstance(v, str) else _fmt(v, col) for v in shown[col]]
+        elif col.endswith(" n") or col == "seeds":
+            shown[col] = [_fmt_param(v) for v in shown[col]]
         elif col == "trial" or "." in col:  # a search's trial number and sampled values
             shown[col] = [_fmt_param(v) for v in shown[col]]
-    shown = shown.fillna("").rename(columns={"FID": header, "FID protocol": "protocol"})
+    shown = shown.fillna("").rename(columns=_score_names(shown.columns, header))
     if fmt in ("terminal", "markdown"):
         keep = [c for c in shown.columns if c in ("variant", "status") or (shown[c].astype(str) != "").any()]
         if "ablation" in keep and shown["ablation"].nunique() == 1:
@@ -293,4 +335,4 @@ def format_table(df: pd.DataFrame, fmt: str = "terminal") -> str:
                         tablefmt="simple" if fmt == "terminal" else "github")
     if fmt == "latex":
         return shown.to_latex(index=False, escape=True)
-    raise UnetlabError(f"unknown format {fmt!r} (formats: terminal, markdown, csv, latex)")
+    raise UnetlabError(f"unknown format {fmt!r} (formats: terminal, markdown, csv, json, latex)")

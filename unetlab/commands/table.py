@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-FORMATS = ("terminal", "markdown", "csv", "latex")
+FORMATS = ("terminal", "markdown", "csv", "json", "latex")
 
 
 def add_parser(sub):
     from ..loss_log import FINAL_LOSS_HELP
     from ..rundir import Status
+    from ..stats.inference import EXACT_MAX_PAIRS
 
     p = sub.add_parser("table", help="a table of the runs under a folder, and their loss plots; "
                                      "or of a benchmark results file",
@@ -20,7 +21,20 @@ def add_parser(sub):
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="keep rows whose column (or resolved spec value, for a dotted key) KEY equals VALUE; "
                         "repeatable, e.g. framework=torch or train.lr=0.0002")
-    p.add_argument("--group", action="store_true", help="one row per variant: mean ± std (n=seeds with a value) over seeds")
+    p.add_argument("--group", action="store_true",
+                   help="one row per variant: each number's mean over seeds, its 95%% Student-t interval and n "
+                        "(csv/json: separate columns '<col> mean', '<col> ci_low', '<col> ci_high', '<col> n'); "
+                        "plots gain seed-mean curves with 95%% bands")
+    p.add_argument("--vs", metavar="VARIANT",
+                   help="compare every other variant with this baseline, per framework and grid point, paired by "
+                        "seed: mean difference (other - baseline), 95%% CI, p-value (exact sign-flip test over all "
+                        f"2^n sign patterns up to {EXACT_MAX_PAIRS} pairs (unetlab.stats.inference.EXACT_MAX_PAIRS), "
+                        "paired t-test above; it cannot reach p < 0.05 below 6 pairs; Welch's t-test "
+                        "for runs without a seed partner), Holm-adjusted p over the rows shown, verdict "
+                        "(better/worse/undecided) and seeds needed at 80%% power; see docs/statistics.md")
+    p.add_argument("--metric", action="append", default=[], metavar="COL",
+                   help="with --vs: a column to compare (repeatable; default: final loss, the score, train img/s)")
+    p.add_argument("--alpha", type=float, default=0.05, help="with --vs: the level of the verdicts (default 0.05)")
     p.add_argument("--format", choices=FORMATS, default="terminal")
     p.add_argument("--compare", metavar="COLUMN", help="framework: per variant, Jittor/PyTorch ratios of final "
                                                       "loss, train and sample img/s, peak memory and FID")
@@ -48,6 +62,10 @@ def show_table(root: Path, filters=(), sort=None, group=False, fmt="terminal", p
 
         run_dirs = [Path(p) for p in df["path"]]
         paths = write_plots(run_dirs, plots) + write_framework_plots(run_dirs, plots)
+        if group:
+            from ..plots_seeds import write_seed_plots
+
+            paths += write_seed_plots(run_dirs, plots)
         if paths and fmt == "terminal":
             print(f"\nplots: {', '.join(str(p) for p in paths)}")
     return df
@@ -74,13 +92,40 @@ def run(args):
         show_search(root, args.storage, args.format, plots)
     elif args.compare:
         show_comparison(root, args.compare, args.filter, args.format)
+    elif args.vs:
+        if args.group and args.format in ("terminal", "markdown"):  # csv and json hold one table
+            show_table(root, args.filter, args.sort, True, args.format, plots)
+            print()
+        show_vs(root, args.vs, args.metric, args.alpha, args.filter, args.format, plots)
     else:
         show_table(root, args.filter, args.sort, args.group, args.format, plots)
     if args.html:
         from ..report_html import write_report
 
-        print(f"report: {write_report(root, Path(args.html), args.filter)}")
+        path = write_report(root, Path(args.html), args.filter, group=args.group, vs=args.vs,
+                            metrics=args.metric, alpha=args.alpha)
+        print(f"report: {path}")
     return 0
+
+
+def show_vs(root: Path, baseline: str, metrics=(), alpha: float = 0.05, filters=(), fmt="terminal",
+            plots: Path | None = None):
+    """Print every variant's comparison with ``baseline``; write its forest plot into ``plots``."""
+    from ..stats.compare import compare_to_baseline
+    from ..stats.vs_table import format_vs
+    from ..table import load_table, score_header
+
+    df = load_table(root, list(filters))
+    result = compare_to_baseline(df, baseline, list(metrics), alpha)
+    print(format_vs(result, fmt, score_header(df)))
+    if plots is not None and not result.empty:
+        from ..plots_forest import forest_plot
+
+        ablation = "-".join(sorted(set(result["ablation"].astype(str))))
+        path = forest_plot(result, plots / f"{ablation}-vs-{baseline}.png", baseline, score_header(df))
+        if path and fmt == "terminal":
+            print(f"\nplot: {path}")
+    return result
 
 
 def show_comparison(root: Path, by: str, filters=(), fmt="terminal"):

@@ -7,21 +7,43 @@ from .. import rundir
 from ..frameworks import FRAMEWORKS
 from ..loss_log import FINAL_LOSS_STEPS
 from ..spec import load_mapping, resolve_run_spec, set_dotted
+from ..spec.run import DIFFUSION, TRAIN
 from .argtypes import non_negative_int, positive_float, positive_int
 
-#: The original script's defaults: -T 1000, -BS 256, -epoch 150, -lr 1e-4.
+#: The original script's budget when neither the command line nor the spec gives one. Its other
+#: defaults (-T 1000, -BS 256, -lr 1e-4) are the spec's own defaults, so they need no copy here.
 DEFAULT_EPOCHS = 150.0
+
+#: Which spec key each knob sets: a flag given wins, an absent flag keeps the spec's value, and a
+#: spec without the key gets the spec's default.
+KNOB_KEYS = {"T": "diffusion.T", "batch_size": "train.batch_size", "lr": "train.lr"}
+
+
+def _spec_default(key: str):
+    section, name = key.split(".")
+    options = {"diffusion": DIFFUSION, "train": TRAIN}[section].options
+    return next(o.default for o in options if o.name == name)
+
+
+def _knob_help(what: str, key: str) -> str:
+    default = _spec_default(key)
+    shown = f"{default:.0e}".replace("e-0", "e-") if isinstance(default, float) and default < 1e-2 else f"{default:g}"
+    return f"{what}; sets {key} (default: the spec's value, else {shown})"
 
 
 def add_parser(sub):
-    p = sub.add_parser("train", help="train a model from a run spec (YAML)")
+    p = sub.add_parser("train", help="train a model from a run spec (YAML)",
+                       description="Train one run. A flag given replaces the spec's value; a flag left out "
+                                   "keeps it; what neither gives takes the spec's default.")
     p.add_argument("spec", help="run spec YAML (model, diffusion, data, train, sample, eval sections)")
-    p.add_argument("-T", type=positive_int, help="diffusion steps (default: the spec's, else 1000)")
-    p.add_argument("-BS", "--batch-size", dest="batch_size", type=positive_int, help="batch size (default 256)")
+    p.add_argument("-T", type=positive_int, help=_knob_help("diffusion steps", KNOB_KEYS["T"]))
+    p.add_argument("-BS", "--batch-size", dest="batch_size", type=positive_int,
+                   help=_knob_help("batch size", KNOB_KEYS["batch_size"]))
     p.add_argument("-epoch", "--epochs", dest="epochs", type=positive_float,
-                   help=f"epochs (default: the spec's budget, else {DEFAULT_EPOCHS:g})")
-    p.add_argument("-lr", type=positive_float, help="learning rate (default 1e-4)")
-    p.add_argument("--steps", type=positive_int, help="budget in steps instead of epochs")
+                   help=f"budget in epochs; replaces the spec's budget (default: the spec's train.steps, "
+                        f"train.epochs or train.minutes, else {DEFAULT_EPOCHS:g} epochs)")
+    p.add_argument("-lr", type=positive_float, help=_knob_help("peak learning rate", KNOB_KEYS["lr"]))
+    p.add_argument("--steps", type=positive_int, help="budget in steps; replaces the spec's budget, as -epoch does")
     p.add_argument("--framework", choices=FRAMEWORKS, default="torch")
     p.add_argument("--seed", type=non_negative_int, help="seed (default: train.seed)")
     p.add_argument("--run", help="run folder (default runs/train/<spec name>-<framework>-s<seed>)")
@@ -33,8 +55,11 @@ def add_parser(sub):
 
 
 def apply_overrides(raw: dict, args) -> dict:
-    """The spec with the command line's knobs laid over it."""
-    for key, value in (("diffusion.T", args.T), ("train.batch_size", args.batch_size), ("train.lr", args.lr)):
+    """The spec with the command line's knobs laid over it: a knob given replaces the spec's value,
+    an absent one (None) leaves it; the spec's own defaults fill what neither gives, except a
+    missing budget, which becomes ``DEFAULT_EPOCHS`` epochs."""
+    for attr, key in KNOB_KEYS.items():
+        value = getattr(args, attr)
         if value is not None:
             set_dotted(raw, key, value)
     train = raw.setdefault("train", {}) or {}
