@@ -165,4 +165,7 @@ def test_score_columns_hold_the_ci_and_extra_metrics_or_stay_empty(tmp_path):
         2.0, 0.2, 0.01, 0.002, 0.5, 0.5]
     assert df.loc["b", ["FID se", "KID", "recall", "density"]].isna().all()
     text = format_table(load_table(root, sort="kid"))
-    assert "FID se" in text.splitlines()[0] and "FD-digits/FD-small" in text.splitlines()[0]
+    assert "FD-digits/FD-small se" in text.splitlines()[0]  # the score column and its SE, by their real name
+    from unetlab.stats.inference import lower_is_better
+
+    assert lower_is_better("FD-digits") and lower_is_better("FD-shapes") and not lower_is_better("coverage")

@@ -26,8 +26,8 @@ PAIRED_T = "paired t"
 WELCH = "Welch t"
 
 #: metrics whose smaller value is better; the rest of DIRECTIONS is higher-is-better
-LOWER_IS_BETTER = ("final loss", "best loss", "FID", "FD", "FD-small", "FID/FD-small", "KID", "best score",
-                   "peak mem MiB", "first step s", "params", "GFLOPs")
+LOWER_IS_BETTER = ("final loss", "best loss", "FID", "FD", "FD-small", "FD-digits", "FD-shapes", "FID/FD-small", "KID",
+                   "best score", "peak mem MiB", "first step s", "params", "GFLOPs")
 HIGHER_IS_BETTER = ("train img/s", "sample img/s", "precision", "recall", "density", "coverage")
 
 
