@@ -9,11 +9,11 @@ from .. import rundir
 from ..errors import UnetlabError
 from ..frameworks import FRAMEWORKS
 from ..fs_errors import check_writable
+from ..metrics.bootstrap import BOOTSTRAP
+from ..metrics.scoring import FEATURE_CHOICES
 from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
 from ..spec.run import DATA
-from ..metrics.bootstrap import BOOTSTRAP
-from ..metrics.scoring import FEATURE_CHOICES
 from .argtypes import at_least_two, non_negative_int
 
 
@@ -23,6 +23,7 @@ def replicates(text: str) -> int:
     if value == 1:
         raise argparse.ArgumentTypeError("must be 0 (no CI) or at least 2, got 1")
     return value
+
 
 #: the datasets ``--data`` names (anything else is an image folder)
 DATA_NAMES = tuple(c for c in next(o for o in DATA.options if o.name == "dataset").choices if c != "folder")
