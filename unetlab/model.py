@@ -19,3 +19,18 @@ def build_model(spec="ddpm", framework: str = "torch", seed: int = 0, device: bo
     model = UNet.in_framework(framework)(resolved, framework)
     init_weights(model, seed)
     return backend_for(framework).prepare_model(model) if device else model
+
+
+def check_model_builds(spec, framework: str = "torch") -> None:
+    """Construct every block of ``spec`` in ``framework`` without training anything, so that a
+    block rejecting its options fails (one line naming it, its slot and level) before a run
+    folder is written.  In PyTorch the blocks are built on the meta device: no weight memory."""
+    resolved: ModelSpec = resolve_model_spec(spec)
+    cls = UNet.in_framework(framework)
+    if framework == "torch":
+        import torch
+
+        with torch.device("meta"):
+            cls(resolved, framework)
+    else:
+        cls(resolved, framework)
