@@ -67,8 +67,10 @@ def test_check_block_report_names_every_tensor_once(kit_registry):
     result = check_block("attention", "linear", registry=kit_registry)
     table = result.table().splitlines()
     assert table[0].split()[:4] == ["tensor", "worst", "rel", "err"]
-    rows = [line.split()[0] for line in table[2:]]
-    assert rows[0] == "output" and len(rows) == len(set(rows))
+    names = [e.tensor for e in result.per_tensor()]
+    assert names[0] == "output" and len(names) == len(set(names)) == len(table) - 2
+    assert all(line.startswith(name + " ") for line, name in zip(table[2:], names))
+    assert "grad log_temperature" in names and "grad proj_out.weight" in names
     assert result.summary().startswith("attention/linear: ok, 2 option sets, ")
 
 
