@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import pluginkit_blocks
 from unetlab import UnetlabError, build_model, cli, rundir
 from unetlab.registry import (DISABLE_AUTOLOAD_ENV, PLUGINS_ENV, SLOTS, PluginSelection, Registry, get_registry,
                               make_plugin_manager)
-from unetlab.testing import check_block
+from unetlab.testing import check_block, relative_error
 from unetlab.testing.variations import option_sets
 
 
@@ -53,6 +54,16 @@ def test_option_sets_are_the_defaults_derived_changes_and_declared_ones(kit_regi
     convnext, _ = option_sets(kit_registry.block("resblock", "convnext"))
     assert convnext == [{"expansion": 4, "pw_groups": 1}, {"expansion": 4, "pw_groups": 2},
                         {"expansion": 2, "pw_groups": 1}]
+
+
+def test_relative_error_is_symmetric_and_has_a_noise_floor():
+    a = np.array([1.0, -2.0, 0.5])
+    assert relative_error(a, 3 * a) == relative_error(3 * a, a) == pytest.approx(2 / 3)
+    assert relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    noise = np.full(3, 1e-7)
+    assert relative_error(np.zeros(3), noise) == 1.0
+    assert relative_error(np.zeros(3), noise, floor=0.01) == pytest.approx(1e-5)
+    assert relative_error(a, a[:2]) == float("inf")
 
 
 def test_a_convnext_block_written_only_against_ops_passes(kit_registry):

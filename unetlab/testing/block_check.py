@@ -34,7 +34,7 @@ from .weights import random_parameters
 
 FORWARD_RTOL = 1e-4
 GRAD_RTOL = 1e-4
-NOISE_FLOOR = 1e-3
+NOISE_FLOOR = 1e-2
 CHANNELS = 16
 EMB_CHANNELS = 32
 NORM_GROUPS = 4
