@@ -212,3 +212,28 @@ def test_plugins_unknown_block_offers_close_matches(capsys):
     assert err == "unetlab plugins: error: unknown block 'attention/multihaed'; did you mean attention/multihead?\n"
     assert cli.main(["plugins", "adm"]) == 2
     assert "did you mean resblock/adm, time_embedding/adm?" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_sweep_run_that_failed_before_its_first_step_takes_the_corrected_ablation(tmp_path):
+    import yaml
+
+    from conftest import tiny_digits_spec
+    from unetlab.ablate import load_ablation
+    from unetlab.sweep import plan_rows, run_sweep
+
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "base": tiny_digits_spec(steps=2), "variants": {"a": {}}}))
+    ablation = load_ablation(path)
+    run_dir = tmp_path / "runs" / "t" / "a-torch-s0"
+    old = ablation.runs[0].config()
+    old["spec"]["train"]["lr"] = 0.5
+    run_dir.mkdir(parents=True)
+    rundir.write_config(run_dir, old)
+    rundir.write_summary(run_dir, {"status": "failed", "reason": "ValueError: bad option", "step": 0})
+    assert [r["status"] for r in plan_rows(ablation, tmp_path / "runs" / "t")] == ["failed"]
+    result = run_sweep(ablation, tmp_path / "runs" / "t", progress=False, echo=lambda line: None)
+    assert result.failed == []
+    assert rundir.read_state(run_dir).status == rundir.Status.DONE
+    assert rundir.read_json(run_dir / rundir.CONFIG)["spec"]["train"]["lr"] == 1e-3
+    assert [e["event"] for e in rundir.read_jsonl(run_dir / rundir.EVENTS)] == ["config replaced"]
