@@ -1,7 +1,9 @@
 """Every registered block and preset computes the same in PyTorch and Jittor (fp32, CPU).
 
-Tolerance: relative error max|y_torch - y_jittor| / max|y_torch| <= 1e-5 on the same weights
-and inputs.  A new block without a Jittor implementation, or one that computes differently,
+Whole models: relative error max|y_torch - y_jittor| / max|y_torch| <= 1e-5 on the same weights
+and inputs.  Each block on its own: :func:`unetlab.testing.check_block` (every parameter
+random, zero-initialised ones included; output and gradients within 1e-4, every option set it
+derives).  A new block without a Jittor implementation, or one that computes differently,
 fails here.
 """
 import numpy as np
@@ -10,6 +12,8 @@ import torch
 
 from unetlab import build_model, get_registry, get_weights, resolve_model_spec, set_weights
 from unetlab.frameworks.jittor_runtime import import_jittor
+from unetlab.registry import PluginSelection, Registry, make_plugin_manager
+from unetlab.testing import check_block
 
 from tiny import PARITY_MODEL, rel_err
 
@@ -52,6 +56,44 @@ def test_block_parity(slot, name):
     assert yt.shape == (2, 3, 8, 8)
     assert np.abs(yt).max() > 0
     assert rel_err(yt, yj) <= TOL
+
+
+@pytest.mark.parametrize("slot,name", _block_cases())
+def test_block_forward_and_gradients_match_with_random_weights(slot, name):
+    result = check_block(slot, name)
+    assert result.ok and len(result.option_sets) >= 1
+    tensors = {e.tensor for e in result.errors}
+    assert "output" in tensors and any(t.startswith("grad ") for t in tensors)
+
+
+def _kit_registry():
+    import pluginkit_blocks
+
+    return Registry(make_plugin_manager(extra_plugins=[pluginkit_blocks], selection=PluginSelection(autoload=False)))
+
+
+def test_block_check_fails_on_a_jittor_path_scaled_by_3_behind_a_zero_projection():
+    registry = _kit_registry()
+    # at initialisation the zero output projection hides the bug: both frameworks return x
+    from unetlab.blocks.contract import BuildContext
+    from unetlab.frameworks import ops_for
+
+    block = registry.block("attention", "linear_jittor_x3")
+    x = np.random.default_rng(0).standard_normal((2, 16, 4, 4)).astype(np.float32)
+    outs = {}
+    for fw in ("torch", "jittor"):
+        ctx = BuildContext(ops_for(fw), emb_channels=32, dropout=0.0, norm_groups=4, norm_eps=1e-5)
+        module = block.implementation(fw)(ctx, 16, 16)
+        y = module(torch.from_numpy(x) if fw == "torch" else jt.array(x))
+        outs[fw] = y.detach().numpy() if fw == "torch" else y.numpy()
+    np.testing.assert_array_equal(outs["torch"], outs["jittor"])
+    # with every parameter random, forward and gradients show it
+    with pytest.raises(AssertionError, match=r"^attention/linear_jittor_x3: FAILED, .* worst: .* rel err "):
+        check_block("attention", "linear_jittor_x3", registry=registry)
+    result = check_block("attention", "linear_jittor_x3", registry=registry, strict=False)
+    errors = {e.tensor: e.error for e in result.errors}
+    assert errors["output"] > 0.1 and errors["grad proj_out.weight"] == pytest.approx(2 / 3, rel=1e-3)
+    assert check_block("attention", "linear", registry=registry).ok  # the same block without the bug
 
 
 @pytest.mark.parametrize("preset", sorted(get_registry().presets))

@@ -14,6 +14,7 @@ from .registry import DISABLE_AUTOLOAD_ENV, PLUGINS_ENV, get_registry
 #: subcommand -> module in unetlab.commands providing ``add_parser(subparsers)`` and ``run(args)``
 COMMANDS = {
     "plugins": "plugins",
+    "check-block": "check_block",
     "report": "report",
     "train": "train",
     "sample": "sample",

@@ -19,3 +19,27 @@ def build_model(spec="ddpm", framework: str = "torch", seed: int = 0, device: bo
     model = UNet.in_framework(framework)(resolved, framework)
     init_weights(model, seed)
     return backend_for(framework).prepare_model(model) if device else model
+
+
+def check_model_builds(spec, framework: str = "torch") -> None:
+    """Construct every block of ``spec`` without training anything, so that a block rejecting
+    its options fails (one line naming it, its slot and level) before a run folder is written.
+
+    The blocks are built in PyTorch on the meta device (no weight memory, a fraction of a
+    second even for the presets) when every chosen block has a PyTorch implementation (a
+    portable block's constructor is the same code in both frameworks); otherwise in
+    ``framework`` itself.
+    """
+    resolved: ModelSpec = resolve_model_spec(spec)
+    if framework == "torch" or _all_have_torch(resolved):
+        import torch
+
+        with torch.device("meta"):
+            UNet.torch(resolved, "torch")
+    else:
+        UNet.in_framework(framework)(resolved, framework)
+
+
+def _all_have_torch(spec: ModelSpec) -> bool:
+    choices = list(spec.blocks.values()) + [c for level in spec.level_blocks.values() for c in level.values()]
+    return all("torch" in choice.block().frameworks for choice in choices)

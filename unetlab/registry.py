@@ -5,6 +5,7 @@ entry-point group (``unetlab``) that third-party packages use.
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -43,6 +44,9 @@ class BlockDef:
     #: optional ``check(options, where)`` raising UnetlabError for option combinations that
     #: cannot work together (run when a spec is resolved, before anything is built)
     check: Callable[[dict, str], None] | None = field(default=None, compare=False)
+    #: option sets (mappings) :func:`unetlab.testing.check_block` tries besides the defaults and
+    #: the variations it derives itself (other choices, flipped booleans), e.g. ``({"heads": 2},)``
+    variations: tuple = field(default=(), compare=False)
 
     def __post_init__(self):
         if isinstance(self.impls, PortableClass):
@@ -54,6 +58,7 @@ class BlockDef:
             raise UnetlabError(f"block {self.slot}/{self.name}: unknown framework {bad[0]!r} "
                                f"(frameworks: {', '.join(FRAMEWORKS)})")
         self.options = tuple(self.options)
+        self.variations = tuple(dict(v) for v in self.variations)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -243,16 +248,47 @@ def make_plugin_manager(extra_plugins: Iterable = (), selection: PluginSelection
                     raise UnetlabError(str(failure)) from None
                 pm.unetlab_failures.append(failure)
                 continue
-            pm.register(plugin, name=name)
             pm.unetlab_dists[name] = dist_name
+            register_checked(pm, plugin, name)
     for module_name in selection.named:
         if module_name not in found:
             module = _import_plugin_module(module_name)
             if not pm.is_registered(module):
-                pm.register(module, name=module_name)
+                register_checked(pm, module, module_name)
     for plugin in extra_plugins:
-        pm.register(plugin)
+        register_checked(pm, plugin)
+    check_hook_names(pm)
     return pm
+
+
+def register_checked(pm: pluggy.PluginManager, plugin, name: str | None = None) -> None:
+    """``pm.register``, with a hook implementation that does not fit its spec as one line."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        plugin_name = name or pm.get_name(plugin) or _provider_name(pm, "", plugin)
+        detail = " ".join(str(exc).split())
+        raise UnetlabError(f"plugin {_provider_name(pm, plugin_name, plugin)}: {detail}") from None
+
+
+def check_hook_names(pm: pluggy.PluginManager) -> None:
+    """Raise one line naming the plugin and the hook when a plugin implements a hook unetlab
+    does not have (a misspelling such as ``unetlab_blokcs``), as ``pm.check_pending()`` finds."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        known = sorted(name for name, caller in vars(pm.hook).items() if getattr(caller, "spec", None))
+        for hook, caller in sorted(vars(pm.hook).items()):
+            if getattr(caller, "spec", None) is not None or not hasattr(caller, "get_hookimpls"):
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.optionalhook:
+                    continue
+                close = difflib.get_close_matches(hook, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise UnetlabError(f"plugin {_provider_name(pm, impl.plugin_name, impl.plugin)}: unknown hook "
+                                   f"{hook!r} (unetlab's hooks: {', '.join(known)}){hint}") from None
+        raise
 
 
 def _import_plugin_module(name: str):

@@ -149,7 +149,9 @@ def write_config(run_dir: Path, config: dict) -> None:
 
 
 def claim_config(run_dir: Path, config: dict) -> None:
-    """Write ``config`` into a new run folder; raise :class:`ConfigChanged` if it holds another run."""
+    """Write ``config`` into a new run folder; raise :class:`ConfigChanged` if it holds another run
+    (a run that failed before its first step, with no checkpoint, is replaced: see
+    :func:`failed_before_first_step`; its summary goes, an event records the replacement)."""
     from .spec.run import configs_match
 
     state = read_state(run_dir)
@@ -158,8 +160,19 @@ def claim_config(run_dir: Path, config: dict) -> None:
     if state.config is None:
         write_config(run_dir, config)
     elif not configs_match(state.config, config):
+        if failed_before_first_step(run_dir, state):
+            record_event(run_dir, "config replaced", reason=f"the run failed before its first step: {state.reason}")
+            (Path(run_dir) / SUMMARY).unlink(missing_ok=True)
+            write_config(run_dir, config)
+            return
         raise ConfigChanged(f"{run_dir}: holds a run with a different config; "
                             f"use another run folder or delete this one")
+
+
+def failed_before_first_step(run_dir: Path, state: "RunState") -> bool:
+    """True for a run that failed before its first step and holds no checkpoint: nothing of it
+    is worth keeping, so its folder may take a corrected config."""
+    return state.status == Status.FAILED and state.step < 1 and not (Path(run_dir) / LAST).is_file()
 
 
 # -- the lock ----------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ def config_conflict(run_dir: Path, run: Run) -> bool:
     from .spec.run import configs_match
 
     state = rundir.read_state(run_dir)
-    return state.config is not None and not configs_match(state.config, run.config())
+    return (state.config is not None and not configs_match(state.config, run.config())
+            and not rundir.failed_before_first_step(run_dir, state))  # that one takes the new config
 
 
 def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
@@ -237,8 +238,7 @@ def admit(run: Run, run_dir: Path, state, say) -> str | None:
         say(f"{run.name}: failed: {run_dir} holds a run with a different config "
             f"(the ablation changed); delete the folder to rerun it")
         return "failed"
-    if state.config is None:
-        rundir.write_config(run_dir, run.config())
+    rundir.claim_config(run_dir, run.config())  # written if none, replaced if it failed before step 1
     return None
 
 

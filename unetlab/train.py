@@ -32,7 +32,7 @@ from .errors import UnetlabError
 from .evaluator import PeriodicEvaluator
 from .frameworks import backend_for, check_run_section, ops_for
 from .loss_log import LossLog, best_loss, final_loss
-from .model import build_model
+from .model import build_model, check_model_builds
 from .signals import STOP_SIGNALS, keep_handlers_out_of_forks
 from .spec import budget_steps, resolve_run_spec
 from .weights import count_parameters, get_weights, set_weights
@@ -358,8 +358,10 @@ def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = Non
               identity: dict | None = None, stop_after: int | None = None, nproc: int = 1) -> dict:
     """Train (or resume) the run in ``run_dir`` under its lock and return its summary.
 
-    A done run is left as it is (its summary is returned).  A run folder holding another
-    config, or held by another process, is refused before anything is written.  A failure is
+    A done run is left as it is (its summary is returned).  A model whose blocks refuse their
+    options, a run folder holding another config (unless that run failed before its first step
+    and holds no checkpoint: then the new config replaces it), or one held by another process,
+    is refused before anything is written.  A failure is
     recorded in ``summary.json`` (status ``failed`` and the reason; for a done run in
     ``events.jsonl``) and re-raised.  With ``nproc > 1`` this process launches ``nproc`` ranks
     that train the run data-parallel (see :mod:`unetlab.distributed`) and waits for them; a run
@@ -374,6 +376,7 @@ def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = Non
             raise UnetlabError("a rank of a data-parallel run cannot launch ranks of its own")
         distributed.check_batch_divides(spec["train"]["batch_size"], nproc)
         distributed.check_launcher(framework)
+    check_model_builds(spec["model"], framework)  # a block refusing its options: before any file is written
     with (distributed.launcher_lock(run_dir) if world.distributed else rundir.hold(run_dir)):
         if world.writes:
             try:

@@ -6,9 +6,9 @@ Written once against a framework's ``ops``; parameter names follow the public DD
 """
 from __future__ import annotations
 
-from ..errors import UnetlabError
 from ..portable import portable
 from ..spec.model import ModelSpec
+from .building import block_label, build_block
 from .contract import BuildContext, call_block
 
 
@@ -32,12 +32,7 @@ def UNet(ops):
             def make(slot, in_ch, out_ch, level=None):
                 choice = spec.choice(slot, level)
                 cls = choice.block().implementation(framework)
-                try:
-                    return cls(ctx, in_ch, out_ch, **choice.options)
-                except UnetlabError as exc:
-                    where = f"level {level}, " if level is not None else ""
-                    raise UnetlabError(f"model.blocks.{slot} ({choice.name}, {where}{in_ch}->{out_ch} channels): "
-                                       f"{exc}") from None
+                return build_block(cls, ctx, in_ch, out_ch, choice.options, block_label(slot, choice.name, level))
 
             ch = spec.base_channels
             self.temb = make("time_embedding", ch, spec.emb_channels)

@@ -21,7 +21,7 @@ class Ops(Protocol):
     NAME: str                 #: ``torch`` or ``jittor``
     Module: type              #: base class of every block; define ``forward``
     ModuleList: type          #: a list of modules whose parameters are registered
-    Conv2d: type              #: ``Conv2d(in, out, kernel, stride=1, padding=0)``, weight (out, in, k, k)
+    Conv2d: type              #: ``Conv2d(in, out, kernel, stride=1, padding=0, groups=1)``, weight (out, in/groups, k, k); groups=in=out: depthwise
     ConvTranspose2d: type     #: ``ConvTranspose2d(in, out, kernel, stride, padding)``
     Linear: type              #: ``Linear(in, out)``, weight (out, in)
     Dropout: type             #: ``Dropout(p)``, active in training mode only
@@ -52,6 +52,15 @@ class Ops(Protocol):
 
     def hflip(self, x) -> Any:
         """Mirror the last (width) axis."""
+
+    def relu(self, x) -> Any:
+        """``max(x, 0)``."""
+
+    def exp(self, x) -> Any:
+        """Elementwise exponential."""
+
+    def softmax(self, x, dim: int) -> Any:
+        """Softmax along ``dim`` (exponentials normalised to sum to 1)."""
 
     def sin(self, x) -> Any:
         """Elementwise sine."""

@@ -49,6 +49,18 @@ def silu(x):
     return x * jt.sigmoid(x)
 
 
+def relu(x):
+    return nn.relu(x)
+
+
+def exp(x):
+    return jt.exp(x)
+
+
+def softmax(x, dim: int):
+    return nn.softmax(x, dim=dim)
+
+
 def cat(xs, dim: int):
     return jt.concat(list(xs), dim=dim)
 

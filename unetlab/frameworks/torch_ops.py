@@ -29,6 +29,18 @@ def silu(x):
     return F.silu(x)
 
 
+def relu(x):
+    return F.relu(x)
+
+
+def exp(x):
+    return torch.exp(x)
+
+
+def softmax(x, dim: int):
+    return torch.softmax(x, dim=dim)
+
+
 def cat(xs, dim: int):
     return torch.cat(xs, dim=dim)
 
