@@ -117,7 +117,7 @@ class Trainer:
         self.losses.load(rundir.split_prefix(arrays, "log"))
         if self.world.writes:
             rundir.keep_records_until(self.run_dir / rundir.METRICS, self.step)
-        kept = rundir.read_jsonl(self.run_dir / rundir.METRICS)
+        kept = rundir.read_metrics(self.run_dir / rundir.METRICS)
         self.elapsed_before = (float(arrays["log/elapsed"]) if "log/elapsed" in arrays
                                else kept[-1]["elapsed"] if kept else 0.0)
         self.window_seconds = float(arrays.get("log/window_seconds", 0.0))
@@ -335,7 +335,7 @@ class Trainer:
 
 def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
     """Loss and speed figures from a run's metrics records."""
-    records = rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
+    records = rundir.read_metrics(Path(run_dir) / rundir.METRICS)
     timed = [r for r in records if r.get("img_s")]  # not the score records
     speeds = [r["img_s"] for r in timed[1:]] or [r["img_s"] for r in timed]
     mems = [r["peak_mem"] for r in records if r.get("peak_mem") is not None]

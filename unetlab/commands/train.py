@@ -7,7 +7,8 @@ from .. import rundir
 from ..frameworks import FRAMEWORKS
 from ..loss_log import FINAL_LOSS_STEPS
 from ..spec import load_mapping, resolve_run_spec, set_dotted
-from .argtypes import non_negative_int, positive_float, positive_int
+from ..spec.run import check_sections
+from .argtypes import positive_float, positive_int, seed_type
 
 #: The original script's defaults: -T 1000, -BS 256, -epoch 150, -lr 1e-4.
 DEFAULT_EPOCHS = 150.0
@@ -23,7 +24,7 @@ def add_parser(sub):
     p.add_argument("-lr", type=positive_float, help="learning rate (default 1e-4)")
     p.add_argument("--steps", type=positive_int, help="budget in steps instead of epochs")
     p.add_argument("--framework", choices=FRAMEWORKS, default="torch")
-    p.add_argument("--seed", type=non_negative_int, help="seed (default: train.seed)")
+    p.add_argument("--seed", type=seed_type, help="seed (default: train.seed)")
     p.add_argument("--run", help="run folder (default runs/train/<spec name>-<framework>-s<seed>)")
     p.add_argument("--nproc", type=positive_int, default=1,
                    help="train data-parallel over N processes (torchrun for torch: NCCL on GPUs, gloo on the "
@@ -34,6 +35,7 @@ def add_parser(sub):
 
 def apply_overrides(raw: dict, args) -> dict:
     """The spec with the command line's knobs laid over it."""
+    check_sections(raw)
     for key, value in (("diffusion.T", args.T), ("train.batch_size", args.batch_size), ("train.lr", args.lr)):
         if value is not None:
             set_dotted(raw, key, value)
