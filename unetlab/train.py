@@ -34,12 +34,17 @@ from .frameworks import backend_for, check_run_section, ops_for
 from .loss_log import LossLog, best_loss, final_loss
 from .model import build_model
 from .signals import STOP_SIGNALS, keep_handlers_out_of_forks
+from .tool_output import log_size, read_log, tool_error
 from .spec import budget_steps, resolve_run_spec
 from .weights import count_parameters, get_weights, set_weights
 
 
 class TrainingDiverged(UnetlabError):
     """The loss became NaN or infinite."""
+
+
+#: The ranks' output (launcher and every rank), in the run folder.
+RANKS_LOG = "ranks.log"
 
 
 class RanksFailed(UnetlabError):
@@ -403,10 +408,12 @@ def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = Non
 def _train_ranks(run_dir: Path, framework: str, nproc: int, progress: bool, stop_after: int | None) -> dict:
     """Launch ``nproc`` ranks on the run (whose lock and config this process holds) and return the
     summary rank 0 wrote; a failure or an interruption is raised as :func:`train_run` raises it."""
+    log = run_dir / RANKS_LOG
+    start = log_size(log)
     args = ["unetlab.rank", str(run_dir)] + (["--progress"] if progress else [])
     args += ["--stop-after", str(stop_after)] if stop_after is not None else []
     try:
-        rc = distributed.launch_ranks(framework, nproc, args)
+        rc = distributed.launch_ranks(framework, nproc, args, log=log)
     except KeyboardInterrupt:
         _record_ranks_end(run_dir, "interrupted", "KeyboardInterrupt: the ranks were stopped")
         raise
@@ -416,7 +423,8 @@ def _train_ranks(run_dir: Path, framework: str, nproc: int, progress: bool, stop
     summary = _record_ranks_end(run_dir, "failed", f"the ranks exited with status {rc}")
     if summary["status"] == "interrupted":
         raise KeyboardInterrupt(summary.get("reason", ""))
-    raise RanksFailed(f"{framework} on {nproc} processes: {summary.get('reason')}")
+    raise tool_error(f"{framework} on {nproc} processes: {summary.get('reason')}", read_log(log, start), log,
+                     saved=True, error=RanksFailed)
 
 
 def _record_ranks_end(run_dir: Path, status: str, reason: str) -> dict:
