@@ -96,6 +96,21 @@ def load_ddpm_state_dict(model, state_dict) -> None:
     set_weights(model, arrays, "DDPM state dict entries")
 
 
+def check_finite(arrays: dict, source) -> dict:
+    """``arrays`` when every value in them is finite; else a one-line error naming ``source``, the
+    first tensor holding NaN or infinity and how many such values it has."""
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind != "f":
+            continue
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            kinds = "NaN" if np.isnan(value).any() else "infinite"
+            raise UnetlabError(f"{source}: tensor {name!r} holds {bad} {kinds} value(s) of {value.size}; "
+                               f"these weights cannot be sampled")
+    return arrays
+
+
 def count_parameters(model) -> int:
     """Trainable parameters of a model of either framework."""
     return int(sum(int(np.prod(p.shape)) for _, p in backend_for(model.framework).trainable(model)))
@@ -137,7 +152,7 @@ def run_weights(run_dir, ema: bool = True) -> tuple:
 
     run_dir = Path(run_dir)
     if ema and (run_dir / rundir.EMA).is_file():
-        return run_dir / rundir.EMA, rundir.load_arrays(run_dir / rundir.EMA)
+        return run_dir / rundir.EMA, check_finite(rundir.load_arrays(run_dir / rundir.EMA), run_dir / rundir.EMA)
     if ema and rundir.run_status(run_dir) == rundir.Status.DONE:
         raise UnetlabError(f"{run_dir / rundir.EMA}: missing, though the run is done (it holds the final EMA "
                            f"weights); sample the last training weights explicitly with --no-ema")
@@ -145,4 +160,4 @@ def run_weights(run_dir, ema: bool = True) -> tuple:
     if not path.is_file():
         wanted = f"{rundir.EMA} and {rundir.LAST}" if ema else rundir.LAST
         raise UnetlabError(f"{run_dir}: no weights yet ({wanted} missing)")
-    return path, rundir.split_prefix(rundir.load_arrays(path), "ema" if ema else "model")
+    return path, check_finite(rundir.split_prefix(rundir.load_arrays(path), "ema" if ema else "model"), path)
