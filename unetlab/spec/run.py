@@ -196,10 +196,13 @@ def _check_ranges(spec: dict, prefix: str) -> None:
     from ..diffusion.schedules import make_betas
 
     computed = make_betas(diffusion["schedule"], diffusion["T"], diffusion["beta_start"], diffusion["beta_end"])
-    bad = np.flatnonzero(~((computed > 0) & (computed < 1)))
+    single = computed.astype(np.float32)  # what the networks' arithmetic holds (a beta of 1e-300 is 0 there)
+    bad = np.flatnonzero(~((computed > 0) & (computed < 1) & (single > 0) & (single < 1)))
     if bad.size:
-        raise UnetlabError(f"{prefix}diffusion.schedule: the {diffusion['schedule']} schedule gives beta "
-                           f"{computed[bad[0]]:g} at t={bad[0]}, outside (0, 1)")
+        where = next((f"diffusion.{k}" for k in ("beta_start", "beta_end")
+                      if diffusion["schedule"] != "cosine" and not np.float32(diffusion[k]) > 0), "diffusion.schedule")
+        raise UnetlabError(f"{prefix}{where}: the {diffusion['schedule']} schedule gives beta "
+                           f"{computed[bad[0]]:g} at t={bad[0]}, which is {single[bad[0]]:g} in float32, outside (0, 1)")
 
 
 def _check_model_against_run(spec: dict, prefix: str) -> None:
