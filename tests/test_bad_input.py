@@ -617,6 +617,7 @@ def test_gpu_ids_on_a_machine_without_gpus(run, tmp_path, capsys, monkeypatch):
 
 # -- weights holding NaN ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_diffusers_weights_holding_nan_are_refused_naming_the_tensor(run, tmp_path, capsys):
     torch = pytest.importorskip("torch")
     pytest.importorskip("diffusers")
