@@ -635,6 +635,19 @@ def test_diffusers_weights_holding_nan_are_refused_naming_the_tensor(run, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_a_weights_file_holding_nan_is_refused_naming_the_tensor(run, good_spec, tmp_path, capsys):
+    import numpy as np
+
+    arrays = dict(np.load(run / "checkpoints" / "ema.npz"))
+    name = sorted(arrays)[0]
+    arrays[name] = np.full_like(arrays[name], np.inf)
+    weights = tmp_path / "weights.npz"
+    np.savez(weights, **arrays)
+    refused(capsys, ["sample", weights, "--spec", good_spec, "--out", tmp_path / "out"],
+            f"{weights}: tensor {name!r} holds {arrays[name].size} infinite value(s)")
+    assert not (tmp_path / "out").exists()
+
+
 # -- other programs' failures, in one line -----------------------------------------------
 
 def test_failing_ranks_are_one_line_pointing_at_their_log(damaged, good_spec, capsys, monkeypatch):

@@ -14,7 +14,7 @@ from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
 from ..spec import load_mapping, resolve_run_spec
 from ..spec.run import check_sections
-from ..weights import run_weights
+from ..weights import check_finite, run_weights
 from .argtypes import non_negative_float, positive_int, seed_type
 
 
@@ -56,6 +56,7 @@ def load_source(args):
     arrays = rundir.load_arrays(source)
     if any(k.startswith("ema/") for k in arrays):
         arrays = rundir.split_prefix(arrays, "model" if args.no_ema else "ema")
+    check_finite(arrays, source)
     return load_mapping(args.spec, "run spec"), arrays, "torch", source.parent
 
 
