@@ -80,12 +80,12 @@ def test_read_json_names_the_file_and_the_problem(tmp_path):
 
 
 def test_read_records_drops_a_torn_last_line_and_names_other_damage(tmp_path):
-    from unetlab.readers import read_records, torn_tail
+    from unetlab.readers import read_records
 
     path = tmp_path / "metrics.jsonl"
     assert read_records(path) == []
     path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
-    assert torn_tail(path) and read_records(path, ("loss",)) == [{"step": 1, "loss": 0.5}]
+    assert read_records(path, ("loss",)) == [{"step": 1, "loss": 0.5}]
     path.write_text('{"step": 1, "lo\n{"step": 2, "loss": 0.5}\n')
     with pytest.raises(UnetlabError, match=r"metrics.jsonl, line 1: not a JSON record \(a damaged line\)$"):
         read_records(path)
@@ -97,7 +97,6 @@ def test_read_records_drops_a_torn_last_line_and_names_other_damage(tmp_path):
         read_records(path, ("loss",))
     with pytest.raises(UnetlabError, match=r"line 2: not a JSON object, got list"):
         read_records(path)
-    assert not torn_tail(path)
 
 
 def test_keep_records_until_repairs_a_torn_tail(tmp_path):

@@ -99,20 +99,6 @@ def read_records(path, numbers=(), torn_ok: bool = True) -> list[dict]:
     return out
 
 
-def torn_tail(path) -> bool:
-    """Whether ``path`` ends in a partial line (written up to a kill, without its newline)."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            return False
-        with open(path, "rb") as f:
-            f.seek(-1, 2)
-            return f.read(1) != b"\n"
-    except FileNotFoundError:
-        return False
-
-
 def read_npz(path, what: str = "archive", hint: Callable[[Path], str] = lambda p: "") -> dict:
     """``{name: array}`` of an ``.npz`` file, read completely; a missing, unreadable, truncated or
     corrupt file is a one-line error naming it (``hint(path)`` is appended, e.g. alternatives)."""

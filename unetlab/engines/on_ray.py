@@ -14,8 +14,8 @@ from pathlib import Path
 
 from .. import rundir
 from ..errors import UnetlabError
-from ..tool_output import log_size, output_into, read_log, tool_error
 from ..rundir import Status
+from ..tool_output import log_size, output_into, read_log, tool_error
 from . import cluster, require
 
 
