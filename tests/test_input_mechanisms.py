@@ -254,3 +254,36 @@ def test_int_ranges_offer_every_value_or_a_bounded_spread():
     wide = Dimension("train.warmup_steps", "int_uniform", (0, 10_000)).candidates()
     assert wide[0] == 0 and wide[-1] == 10_000 and len(wide) == MAX_CANDIDATES
     assert Dimension("train.lr", "log_uniform", (1e-5, 1e-3)).candidates() == [1e-5, 1e-3]
+
+
+def test_sbatch_refusing_gpus_on_a_cluster_without_them_names_gpus_none(tmp_path, monkeypatch):
+    import types
+
+    from conftest import tiny_digits_spec
+
+    from unetlab.ablate import parse_ablation
+    from unetlab.engines import on_slurm
+
+    refusal = ("sbatch: error: Invalid generic resource (gres) specification\n"
+               "sbatch: error: Batch job submission failed: Invalid generic resource (gres) specification\n")
+
+    class Executor:  # submitit's SlurmExecutor, as far as submit() uses it, with sbatch refusing
+        def __init__(self, folder, python):
+            pass
+
+        def update_parameters(self, **params):
+            assert params["gpus_per_task"] == 1
+
+        def map_array(self, task, args):
+            raise RuntimeError(f"Could not submit the job array:\n{refusal}")
+
+    monkeypatch.setattr(on_slurm, "require", lambda engine: types.SimpleNamespace(SlurmExecutor=Executor))
+    runs = parse_ablation({"name": "g", "base": tiny_digits_spec(), "variants": {"a": {}}}).runs
+    with pytest.raises(UnetlabError) as caught:
+        on_slurm.SlurmEngine({}).submit(tmp_path, runs)
+    text = str(caught.value)
+    log = tmp_path / on_slurm.JOBS_DIR / on_slurm.SBATCH_LOG
+    assert "\n" not in text and text.startswith("sbatch refused the job array: sbatch: error: Invalid generic "
+                                                "resource (gres) specification; sbatch: error: Batch job")
+    assert "run on its CPUs with --gpus none" in text and text.endswith(f"(full output: {log})")
+    assert refusal in log.read_text()
