@@ -133,7 +133,8 @@ def test_missing_budget_unknown_keys_and_bad_top_level_values():
     assert error(ablation(variants={"v": {"modle.dropout": 0.1}})).startswith("variants.v.modle: unknown section")
     assert error(ablation(frameworks=["torch", "tensorflow"])) == \
         "frameworks: unknown framework 'tensorflow' (valid frameworks: torch, jittor)"
-    assert error(ablation(seeds=[0, "1"])) == "seeds[1]: expected a non-negative int, got '1'"
+    assert error(ablation(seeds=[0, "1"])) == "seeds[1]: expected an integer seed, got str '1'"
+    assert error(ablation(seeds=[-1])) == "seeds[0]: must be in [0, 4294967295], got -1"
     assert error(ablation(grid={"lr": [1]})).startswith("grid.lr: a grid axis is a dotted key")
     assert error(ablation(grid={"train.lr": 0.1})) == "grid.train.lr: expected a non-empty list of values, got 0.1"
     assert error(ablation(variants={"bad/name": {}})).startswith("variants.bad/name: a variant name must be")

@@ -180,7 +180,22 @@ SPEC_CASES = {
     "minutes 0": (changed(changed(SPEC, "train.steps", DELETE), "train.minutes", 0),
                   "train.minutes: must be positive"),
     "eta -1": (changed(SPEC, "sample.eta", -1), "sample.eta: must be >= 0"),
-    "seed -1": (changed(SPEC, "train.seed", -1), "train.seed: must be >= 0"),
+    "seed -1": (changed(SPEC, "train.seed", -1), "train.seed: must be in [0, 4294967295], got -1"),
+    "seed 2**32": (changed(SPEC, "train.seed", 2**32), "train.seed: must be in [0, 4294967295], got 4294967296"),
+    "train a list": (changed(SPEC, "train", [1, 2]), "train: expected a mapping of option: value, got list [1, 2]"),
+    "sample a number": (changed(SPEC, "sample", 3), "sample: expected a mapping of option: value, got int 3"),
+    "max_period 0": (changed(SPEC, "model.blocks", {"time_embedding": {"name": "ddpm", "max_period": 0}}),
+                     "model.blocks.time_embedding.max_period: must be > 1, got 0.0"),
+    "freq_shift 2": (changed(SPEC, "model.blocks", {"time_embedding": {"name": "ddpm", "freq_shift": 2.0}}),
+                     "model.blocks.time_embedding.freq_shift: must be in [0, 1], got 2.0"),
+    "heads 0": (changed(changed(SPEC, "model.attn_resolutions", [8]), "model.blocks",
+                        {"attention": {"name": "multihead", "heads": 0}}),
+                "model.blocks.attention.heads: must be >= 1, got 0"),
+    "fourier seed 2**32": (changed(SPEC, "model.blocks", {"time_embedding": {"name": "fourier", "seed": 2**32}}),
+                           "model.blocks.time_embedding.seed: must be in [0, 4294967295]"),
+    "beta_end 1e-300": (changed(SPEC, "diffusion.beta_end", 1e-300),
+                        "diffusion.beta_end: the linear schedule gives beta 1e-300 at t=49, which is 0 in float32"),
+    "lr .nan": (changed(SPEC, "train.lr", float("nan")), "train.lr: must be a finite number, got nan"),
     "weight_decay -1": (changed(SPEC, "train.weight_decay", -1.0), "train.weight_decay: must be >= 0"),
     "fid_samples 1": (changed(SPEC, "eval.fid_samples", 1), "eval.fid_samples: must be 0 (no FID) or at least 2"),
     "data limit 0": (changed(SPEC, "data.limit", 0), "data.limit: must be positive"),
@@ -214,6 +229,20 @@ def test_bad_spec_is_one_line_and_the_run_is_untouched(run, tmp_path, capsys, sp
 def test_bad_spec_file_is_one_line_and_the_run_is_untouched(run, tmp_path, capsys, text, message):
     line = refused(capsys, ["train", write_spec(tmp_path, text), "--run", run, "--no-progress"], message)
     assert str(tmp_path / "bad.yaml") in line or line.split("error: ")[1].startswith("model")
+
+
+MIXED_KEY_CASES = {
+    "sections": (yaml.safe_dump(SPEC) + "1: x\nfoo: y\n", "1: unknown section (sections: model"),
+    "options": (yaml.safe_dump(SPEC).replace("train:\n", "train:\n  1: x\n  foo: y\n"),
+                "train: unknown option 1 (valid options:"),
+    "slots": (yaml.safe_dump(SPEC).replace("model:\n", "model:\n  blocks: {1: x, foo: y}\n"),
+              "model.blocks: unknown slot 1"),
+}
+
+
+@pytest.mark.parametrize("text,message", MIXED_KEY_CASES.values(), ids=MIXED_KEY_CASES.keys())
+def test_unknown_keys_of_mixed_types_are_one_line(run, tmp_path, capsys, text, message):
+    refused(capsys, ["train", write_spec(tmp_path, text), "--run", run, "--no-progress"], message)
 
 
 def test_flow_mapping_duplicate_is_refused(run, tmp_path, capsys):
@@ -307,7 +336,22 @@ CLI_CASES = {
     "train -T 0": (["train", "{spec}", "--run", "{run}", "-T", "0"], "argument -T: must be a positive integer"),
     "train -T 1": (["train", "{spec}", "--run", "{run}", "-T", "1"], "diffusion.T: must be at least 2"),
     "train --steps 0": (["train", "{spec}", "--run", "{run}", "--steps", "0"], "argument --steps: must be a positive"),
-    "train --seed -1": (["train", "{spec}", "--run", "{run}", "--seed", "-1"], "argument --seed: must be >= 0"),
+    "train --seed -1": (["train", "{spec}", "--run", "{run}", "--seed", "-1"],
+                        "argument --seed: must be in [0, 4294967295], got -1"),
+    "train --seed above 2**64": (["train", "{spec}", "--run", "{run}", "--seed", str(2**64 + 1)],
+                                 f"argument --seed: must be in [0, 4294967295], got {2**64 + 1}"),
+    "sample --seed 2**32": (["sample", "{run}", "--seed", str(2**32)], "argument --seed: must be in [0, 4294967295]"),
+    "bench --frameworks tf": (["bench", "ddpm", "--frameworks", "tf"],
+                              "argument --frameworks: 'tf' is not one of torch, jittor"),
+    "bench --frameworks empty": (["bench", "ddpm", "--frameworks", ""],
+                                 "argument --frameworks: expected a comma list of torch, jittor, got ''"),
+    "bench --precisions fp8": (["bench", "ddpm", "--precisions", "fp32,fp8"], "argument --precisions: 'fp8' is not one of"),
+    "table --filter unknown key": (["table", "{runs}", "--filter", "colour=red"],
+                                   "--filter 'colour=red': 'colour' is neither a column nor a spec path"),
+    "table --filter unknown spec key": (["table", "{runs}", "--filter", "train.colour=1"],
+                                        "train.colour is not a key of these runs' specs"),
+    "table --filter matching nothing": (["table", "{runs}", "--filter", "model.mid_attention=true"],
+                                        "no run matches --filter model.mid_attention=true (of 1 run(s) under"),
     "bench --steps 0": (["bench", "ddpm", "--steps", "0"], "argument --steps: must be a positive integer"),
     "bench --batch-sizes 16,0": (["bench", "ddpm", "--batch-sizes", "16,0"], "argument --batch-sizes: must be a positive"),
     "unknown option": (["sample", "{run}", "--bogus"], "unrecognized arguments: --bogus"),
@@ -316,7 +360,7 @@ CLI_CASES = {
 
 @pytest.mark.parametrize("argv,message", CLI_CASES.values(), ids=CLI_CASES.keys())
 def test_bad_command_line_number_is_one_line(run, good_spec, tmp_path, capsys, argv, message):
-    argv = [a.format(run=run, spec=good_spec, tmp=tmp_path) for a in argv]
+    argv = [a.format(run=run, spec=good_spec, tmp=tmp_path, runs=run.parent) for a in argv]
     refused(capsys, argv, message)
 
 
@@ -438,3 +482,188 @@ def test_full_disk_while_sampling_names_the_file(run, tmp_path, capsys, monkeypa
     monkeypatch.setattr(PIL.Image.Image, "save", full)
     refused(capsys, ["sample", run, "-n", "2", "--out", tmp_path / "out"],
             f"{tmp_path / 'out' / '000000.png'}: no space left on device (free some space and rerun)")
+
+
+# -- damaged files read through the one reader (JSON, JSON lines, npz) ------------------------
+
+def test_truncated_samples_npz_given_to_fid(run, tmp_path, capsys):
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    import numpy as np
+
+    np.savez(folder / "samples.npz", images=np.zeros((4, 16, 16, 1), np.uint8))
+    truncate(folder / "samples.npz")
+    refused(capsys, ["fid", folder, "--reference", "dataset", "--data", "digits"],
+            f"{folder / 'samples.npz'}: truncated or corrupt samples file")
+
+
+def test_samples_npz_without_images_given_to_fid(run, tmp_path, capsys):
+    import numpy as np
+
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    np.savez(folder / "samples.npz", pictures=np.zeros((4, 16, 16, 1), np.uint8))
+    refused(capsys, ["fid", folder, "--reference", "dataset", "--data", "digits"],
+            f"{folder / 'samples.npz'}: the samples file has no 'images' array (it has: pictures)")
+
+
+def rewrite_metrics(run_dir: Path, change) -> None:
+    path = run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    change(records)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_a_loss_that_is_text_is_named_by_table(damaged, capsys):
+    def text_loss(records):
+        records[-1]["loss"] = "abc"
+    rewrite_metrics(damaged, text_loss)
+    refused(capsys, ["table", damaged.parent], f"{damaged / 'metrics.jsonl'}, line 2: loss is 'abc', not a number")
+
+
+def test_a_broken_line_inside_metrics_is_named_by_table(damaged, capsys):
+    path = damaged / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0][:20] + "\n" + lines[1] + "\n")
+    refused(capsys, ["table", damaged.parent], f"{path}, line 1: not a JSON record")
+
+
+@pytest.mark.parametrize("key", ["spec", "run"])
+def test_a_run_config_without_its_spec_or_run_is_refused_by_sample_and_fid(damaged, capsys, key):
+    config = json.loads((damaged / "config.json").read_text())
+    del config[key]
+    (damaged / "config.json").write_text(json.dumps(config))
+    message = f"{damaged / 'config.json'}: not a run config (its '{key}' mapping is missing)"
+    refused(capsys, ["sample", damaged, "-n", "2"], message)
+    refused(capsys, ["fid", damaged, "--n", "2", "--reference", "dataset"], message)
+
+
+def test_a_done_run_without_its_ema_is_refused_and_no_ema_is_offered(damaged, capsys):
+    (damaged / "checkpoints" / "ema.npz").unlink()
+    line = refused(capsys, ["sample", damaged, "-n", "2"],
+                   f"{damaged / 'checkpoints' / 'ema.npz'}: missing, though the run is done")
+    assert "--no-ema" in line
+    assert main(["sample", str(damaged), "-n", "2", "--no-ema", "--out", str(damaged / "raw")]) == 0
+    assert (damaged / "raw" / "samples.npz").is_file()
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume_and_the_figures_come_from_the_good_records(
+        damaged, good_spec, capsys):
+    path = damaged / "metrics.jsonl"
+    good, last = path.read_text().splitlines()
+    path.write_text(good + "\n" + last[: len(last) // 2])  # killed while writing the step-4 record
+    (damaged / "summary.json").write_text(json.dumps({"status": "interrupted", "step": 4}))
+    (damaged / "checkpoints" / "ema.npz").unlink()
+    capsys.readouterr()
+    assert main(["train", str(good_spec), "--run", str(damaged), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    figures = json.loads(good)
+    assert f"final loss {figures['trailing_loss']:.4f}" in out and f"{figures['img_s']:.1f} img/s" in out, out
+    assert path.read_text() == good + "\n"  # repaired: the torn line is gone, the good one kept
+    summary = json.loads((damaged / "summary.json").read_text())
+    assert summary["status"] == "done" and summary["final_loss"] == figures["trailing_loss"]
+
+
+# -- ablations and searches: every value checked before anything runs ---------------------
+
+def ablation_file(folder: Path, **extra) -> Path:
+    return write_spec(folder, {"name": "abl", "base": SPEC, "variants": {"a": {}}, **extra}, "abl.yaml")
+
+
+def test_ablation_seed_of_2_to_the_32_is_refused(run, tmp_path, capsys):
+    refused(capsys, ["ablate", ablation_file(tmp_path, seeds=[0, 2**32]), "--runs", tmp_path / "r", "--dry-run"],
+            "seeds[1]: must be in [0, 4294967295], got 4294967296")
+
+
+def test_search_seed_of_2_to_the_32_is_refused(run, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    search = {"method": "random", "trials": 2, "seed": 2**32, "space": {"train.lr": {"log_uniform": [1e-4, 1e-3]}}}
+    refused(capsys, ["ablate", ablation_file(tmp_path, search=search), "--runs", tmp_path / "r", "--dry-run"],
+            "search.seed: must be in [0, 4294967295], got 4294967296")
+
+
+def test_search_int_range_with_invalid_interior_values_is_refused_before_anything_runs(run, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    search = {"method": "random", "trials": 2, "space": {"model.norm_groups": {"int_uniform": [4, 8]}}}
+    refused(capsys, ["ablate", ablation_file(tmp_path, search=search), "--runs", tmp_path / "r", "--no-progress"],
+            "model.norm_groups: 5 groups do not divide 16 channels")
+    assert not (tmp_path / "r").exists()
+
+
+def test_search_pruning_on_fid_that_is_never_logged_is_refused(run, tmp_path, capsys):
+    pytest.importorskip("optuna")
+    search = {"method": "random", "trials": 2, "space": {"train.lr": {"log_uniform": [1e-4, 1e-3]}},
+              "objective": {"metric": "fid"}, "pruner": {"asha": {"metric": "fid"}}}
+    base = changed(SPEC, "eval", {"fid_samples": 4, "reference": "dataset"})
+    path = write_spec(tmp_path, {"name": "abl", "base": base, "variants": {"a": {}}, "search": search}, "abl.yaml")
+    refused(capsys, ["ablate", path, "--runs", tmp_path / "r", "--no-progress"],
+            "search.pruner.asha.metric: fid is logged during training only with eval.every, which a does not set")
+    assert not (tmp_path / "r").exists()
+
+
+def test_ablate_status_on_a_runs_folder_that_does_not_exist(run, tmp_path, capsys):
+    missing = tmp_path / "no-such-runs"
+    refused(capsys, ["ablate", ablation_file(tmp_path), "--runs", missing, "--status"],
+            f"--runs {missing}: no such folder, so no run of abl to report")
+    assert not missing.exists()
+
+
+def test_gpu_ids_on_a_machine_without_gpus(run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    refused(capsys, ["ablate", ablation_file(tmp_path), "--runs", tmp_path / "r", "--gpus", "0,1"],
+            "--gpus 0,1: no GPU is visible here")
+    assert not (tmp_path / "r").exists()
+
+
+# -- weights holding NaN ------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_diffusers_weights_holding_nan_are_refused_naming_the_tensor(run, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    from diffusers import UNet2DModel
+
+    folder = tmp_path / "unet"
+    model = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+                        block_out_channels=(8, 8), norm_num_groups=4,
+                        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    with torch.no_grad():
+        model.conv_in.weight[0, 0, 0, 0] = float("nan")
+    model.save_pretrained(folder)
+    refused(capsys, ["sample", folder, "-n", "2", "--out", tmp_path / "out"],
+            "tensor 'conv_in.weight' holds 1 NaN value(s)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_weights_file_holding_nan_is_refused_naming_the_tensor(run, good_spec, tmp_path, capsys):
+    import numpy as np
+
+    arrays = dict(np.load(run / "checkpoints" / "ema.npz"))
+    name = sorted(arrays)[0]
+    arrays[name] = np.full_like(arrays[name], np.inf)
+    weights = tmp_path / "weights.npz"
+    np.savez(weights, **arrays)
+    refused(capsys, ["sample", weights, "--spec", good_spec, "--out", tmp_path / "out"],
+            f"{weights}: tensor {name!r} holds {arrays[name].size} infinite value(s)")
+    assert not (tmp_path / "out").exists()
+
+
+# -- other programs' failures, in one line -----------------------------------------------
+
+def test_failing_ranks_are_one_line_pointing_at_their_log(damaged, good_spec, capsys, monkeypatch):
+    from unetlab import distributed
+
+    def failing_launch(framework, nproc, module_args, log=None):
+        with open(log, "a") as f:
+            f.write("".join(f"rank {i % 2}: starting\n" for i in range(60)))
+            f.write("Traceback (most recent call last):\n  File \"x\", line 1\n"
+                    "RuntimeError: jittor was built without MPI\n" + "-" * 70 + "\n"
+                    "mpirun detected that one or more processes exited with non-zero status\n")
+        return 1
+
+    monkeypatch.setattr(distributed, "launch_ranks", failing_launch)
+    monkeypatch.setattr(distributed, "check_launcher", lambda framework: "mpirun")
+    (damaged / "summary.json").unlink()  # killed while training: a partial run
+    line = refused(capsys, ["train", good_spec, "--run", damaged, "--nproc", "2", "--no-progress"],
+                   "torch on 2 processes: the ranks exited with status 1: RuntimeError: jittor was built without MPI")
+    assert line.endswith(f"(full output: {damaged / 'ranks.log'})")

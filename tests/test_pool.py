@@ -24,6 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 #: One thread per worker, in the pool and in the serial reference alike (bit-identical losses).
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 ENV.pop("CUDA_VISIBLE_DEVICES", None)
+#: GPU ids a sweep may pin its workers to on a machine without GPUs (their torch then finds none
+#: and trains on the CPU), for the tests of the pinning.
+FAKE_GPUS = {**ENV, "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5"}
 
 
 def write_ablation(tmp_path, variants, steps=30, seeds=(0,), name="p") -> Path:
@@ -33,11 +36,11 @@ def write_ablation(tmp_path, variants, steps=30, seeds=(0,), name="p") -> Path:
     return path
 
 
-def ablate(path, runs, *flags) -> subprocess.Popen:
+def ablate(path, runs, *flags, env=None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "unetlab.cli", "ablate", str(path), "--runs", str(runs), "--no-progress",
            "--no-plots", *flags]
     return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=ENV)
+                            env=env or ENV)
 
 
 def worker_environ(pid: int) -> dict[str, str] | None:
@@ -86,7 +89,7 @@ def logged_placement(run_dir: Path) -> str:
 def test_fake_gpus_pin_each_worker_to_its_own_slot_and_losses_match_a_serial_run(tmp_path, monkeypatch):
     path = write_ablation(tmp_path, {"a": {}, "b": {"train.lr": 2e-3}}, seeds=(0, 1), steps=20)
     pooled, serial = tmp_path / "pooled", tmp_path / "serial"
-    proc = ablate(path, pooled, "--gpus", "3,5")
+    proc = ablate(path, pooled, "--gpus", "3,5", env=FAKE_GPUS)
     run_dirs = [pooled / "p" / r.name for r in load_ablation(path).runs]
     for snapshot in watch(proc, run_dirs, want_together=2):
         devices = [env.get("CUDA_VISIBLE_DEVICES") for env in snapshot.values()]
@@ -130,7 +133,7 @@ def test_a_two_gpu_run_takes_two_slots(tmp_path):
     path = write_ablation(tmp_path, {"big": {"resources.gpus": 2}, "small": {}, "small2": {"train.lr": 2e-3}},
                           steps=20)
     runs = tmp_path / "runs"
-    proc = ablate(path, runs, "--gpus", "0,1,2")
+    proc = ablate(path, runs, "--gpus", "0,1,2", env=FAKE_GPUS)
     run_dirs = [runs / "p" / r.name for r in load_ablation(path).runs]
     for snapshot in watch(proc, run_dirs, want_together=2):
         devices = [g for env in snapshot.values() for g in env["CUDA_VISIBLE_DEVICES"].split(",")]
@@ -141,7 +144,7 @@ def test_a_two_gpu_run_takes_two_slots(tmp_path):
     # a run wanting more GPUs than the pool has is refused in one line, before anything runs
     done = subprocess.run([sys.executable, "-m", "unetlab.cli", "ablate", str(path), "--runs",
                            str(tmp_path / "other"), "--no-progress", "--gpus", "0"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, env=ENV)
+                          cwd=REPO_ROOT, capture_output=True, text=True, env=FAKE_GPUS)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "unetlab ablate: error: big-torch-s0: resources.gpus is 2 but the pool has only 1 GPU slot(s): 0 "
@@ -184,7 +187,18 @@ def test_pool_building_and_worker_environment(monkeypatch):
     assert none.worker_env([0]) == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": ""}
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert Pool.build(jobs=3).worker_env([2])["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     assert Pool.build("0,1").slots_for(2) == 2 and Pool.build(jobs=2).slots_for(2) == 1
+
+
+def test_gpu_ids_that_the_machine_does_not_show_are_refused(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(UnetlabError, match=r"^--gpus 0,1: no GPU is visible here .* --gpus none"):
+        Pool.build("0,1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(UnetlabError, match=r"^--gpus: GPU 2 is not visible here \(visible GPUs: 0,1\)$"):
+        Pool.build("1,2")
+    assert Pool.build("1").gpus == ("1",)
 
 
 def test_slots_are_handed_out_without_overlap():

@@ -23,6 +23,7 @@ from .frameworks import PRECISIONS, check_run_section
 from .frameworks import FRAMEWORKS
 from .registry import get_registry
 from .search_spec import SearchSpec, parse_search
+from .seeds import check_seed
 from .spec import SECTIONS, deep_merge, expand_dotted, load_mapping, load_yaml, resolve_run_spec
 
 TOP_KEYS = ("name", "base", "variants", "grid", "seeds", "frameworks", "search")
@@ -185,8 +186,7 @@ def _seeds(value: Any) -> list:
     if not isinstance(value, list) or not value:
         raise UnetlabError(f"seeds: expected a non-empty list of int, got {value!r}")
     for i, seed in enumerate(value):
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise UnetlabError(f"seeds[{i}]: expected a non-negative int, got {seed!r}")
+        check_seed(seed, f"seeds[{i}]")
     if len(set(value)) != len(value):
         raise UnetlabError(f"seeds: repeated seed in {value}")
     return value
@@ -314,11 +314,24 @@ def parse_ablation(raw: Any, name: str = "ablation", source: Path | None = None)
         if unscored:
             raise UnetlabError(f"search.objective.metric: {unscored[0].variant} scores no FID or FD-small "
                                f"(eval.fid_samples is 0); set eval.fid_samples or use final_loss")
+        _check_pruned_metric_is_logged(search, runs)
         for template in runs:  # every value the space can give is checked before anything runs
             for dim in search.space:
                 for value in dim.candidates():
                     trial_run(template, 0, {dim.key: value})
     return Ablation(name, tuple(runs), str(source or ""), search)
+
+
+def _check_pruned_metric_is_logged(search: SearchSpec, runs: list) -> None:
+    """A pruner reads its metric from what a trial logs while it trains: FID only with eval.every."""
+    pruning = search.pruning
+    if pruning.kind == "none" or pruning.metric != "fid":
+        return
+    silent = [r for r in runs if r.spec["eval"]["every"] is None]
+    if silent:
+        raise UnetlabError(f"search.pruner.{pruning.kind}.metric: fid is logged during training only with "
+                           f"eval.every, which {silent[0].variant} does not set; set eval.every (and "
+                           f"eval.fid_samples) or prune on loss")
 
 
 def trial_run(template: Run, number: int, params: Mapping) -> Run:

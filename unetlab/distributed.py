@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,15 +137,23 @@ def rank_threads(nproc: int) -> dict[str, str]:
     return {name: str(max(1, cores // nproc)) for name in THREAD_VARS}
 
 
-def launch_ranks(framework: str, nproc: int, module_args: list[str]) -> int:
+def launch_ranks(framework: str, nproc: int, module_args: list[str], log: Path | None = None) -> int:
     """Run ``nproc`` ranks to their end; returns the launcher's exit status.
 
     The ranks run in a session of their own: Ctrl-C (or SIGTERM) here is passed on once to the
     launcher, which stops the ranks (they checkpoint), and is raised here once they are gone.
+    With ``log``, the launcher's and the ranks' output goes into that file (and is shown as well
+    when stderr is a terminal), so that a failure can be told in one line pointing at it.
     """
     env = {**os.environ, **rank_threads(nproc), NPROC_ENV: str(nproc), LAUNCHER_PID_ENV: str(os.getpid())}
+    output = {} if log is None else {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
     proc = subprocess.Popen(launch_command(framework, nproc, module_args), env=env, start_new_session=True,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, **output)
+    copier = None
+    if log is not None:
+        copier = threading.Thread(target=_copy_output, args=(proc.stdout, Path(log), sys.stderr.isatty()),
+                                  daemon=True)
+        copier.start()
     interrupted = None
     while True:
         try:
@@ -157,9 +166,22 @@ def launch_ranks(framework: str, nproc: int, module_args: list[str]) -> int:
                 interrupted = exc
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
+    if copier is not None:
+        copier.join()
     if interrupted is not None:
         raise interrupted
     return rc
+
+
+def _copy_output(pipe, log: Path, echo: bool) -> None:
+    """Copy the launcher's output into ``log`` (and to stderr when ``echo``) until it ends."""
+    with pipe, open(log, "ab") as out:
+        for chunk in iter(lambda: pipe.read1(1 << 16), b""):
+            out.write(chunk)
+            out.flush()
+            if echo:
+                sys.stderr.buffer.write(chunk)
+                sys.stderr.flush()
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ def _curves(run_dirs) -> dict:
     for d in run_dirs:
         config = rundir.read_json(Path(d) / rundir.CONFIG) or {}
         run = config.get("run", {})
-        records = [r for r in rundir.read_jsonl(Path(d) / rundir.METRICS) if r.get("loss") is not None]
+        records = [r for r in rundir.read_metrics(Path(d) / rundir.METRICS) if r.get("loss") is not None]
         if not records:
             continue
         variant = run.get("variant", Path(d).name)

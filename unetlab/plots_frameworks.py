@@ -25,7 +25,7 @@ def run_curves(run_dir: Path) -> dict | None:
     config = rundir.read_json(run_dir / rundir.CONFIG) or {}
     summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
     run = config.get("run", {})
-    every = rundir.read_jsonl(run_dir / rundir.METRICS)
+    every = rundir.read_metrics(run_dir / rundir.METRICS)
     if not any(r.get("loss") is not None for r in every):
         return None
     first = summary.get("first_step_s") or 0.0

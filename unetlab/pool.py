@@ -70,6 +70,18 @@ def parse_gpus(text: str) -> list[str] | None:
     return ids
 
 
+def check_visible(ids: list[str]) -> None:
+    """Refuse GPU ids that this machine does not show (see :func:`visible_gpus`): a worker pinned
+    to a GPU that is not there would train on the CPU, or fail, without a word."""
+    found = visible_gpus()
+    if not found:
+        raise UnetlabError(f"--gpus {','.join(ids)}: no GPU is visible here (nvidia-smi lists none and "
+                           f"CUDA_VISIBLE_DEVICES names none); run on the CPU with --gpus none (and --jobs N)")
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise UnetlabError(f"--gpus: GPU {missing[0]} is not visible here (visible GPUs: {','.join(found)})")
+
+
 @dataclass(frozen=True)
 class Pool:
     """Slots that runs are started in.
@@ -100,6 +112,7 @@ class Pool:
         if jobs is not None or asked == []:
             n = jobs or 1
             return cls((), n, _split_threads(n), pin=asked == [])
+        check_visible(asked)
         return cls(tuple(asked), len(asked), _split_threads(len(asked)), pin=True)
 
     @property

@@ -89,6 +89,19 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
+#: Fields of a metrics record that hold a number (or null).
+METRIC_NUMBERS = ("step", "loss", "trailing_loss", "lr", "grad_norm", "step_time", "img_s", "peak_mem",
+                  "elapsed", "fid")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """A run's metrics records; a torn last line (a kill mid-write) is left out, and any other
+    damage -- a broken line, a loss that is not a number -- is a one-line error naming the line."""
+    from .readers import read_records
+
+    return read_records(path, METRIC_NUMBERS)
+
+
 def append_jsonl(path: Path, records: list[dict]) -> None:
     """Append records (one JSON line each), flushed to disk."""
     with open(path, "a") as f:
@@ -99,8 +112,9 @@ def append_jsonl(path: Path, records: list[dict]) -> None:
 
 
 def keep_records_until(path: Path, step: int) -> None:
-    """Drop metric records after ``step`` (they will be recomputed by a resumed run)."""
-    kept = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+    """Drop metric records after ``step`` (they will be recomputed by a resumed run), and a torn
+    last line left by a kill."""
+    kept = [r for r in read_metrics(path) if r.get("step", 0) <= step]
     atomic_write_bytes(Path(path), "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
@@ -500,7 +514,7 @@ def read_state(run_dir: Path) -> RunState:
     config, problem = _read_config(run_dir)
     summary = read_json(run_dir / SUMMARY)
     summary = summary if isinstance(summary, dict) else {}
-    records = read_jsonl(run_dir / METRICS)
+    records = read_jsonl(run_dir / METRICS)  # the figures' readers refuse a damaged record
     step = records[-1].get("step", 0) if records else 0
     said = summary.get("status")
     if problem:

@@ -114,7 +114,7 @@ class Study:
         if lane.stop_sent:
             return
         new = []
-        for record in rundir.read_jsonl(lane.run_dir / rundir.METRICS):
+        for record in rundir.read_metrics(lane.run_dir / rundir.METRICS):
             value, step = record.get(pruning.metric), record.get("step")
             if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(step, int) \
                     and step not in lane.reported:

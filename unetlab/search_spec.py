@@ -24,7 +24,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import numpy as np
+
 from .errors import UnetlabError
+from .seeds import check_seed
 
 METHODS = ("grid", "random", "tpe")
 SEARCH_KEYS = ("method", "trials", "parallel", "seed", "objective", "space", "pruner")
@@ -35,6 +38,8 @@ PRUNERS = {"asha": ("metric", "min_steps", "reduction_factor"),
 #: Logged metrics (metrics.jsonl fields) a pruner may read while a run trains; lower is better.
 PRUNE_METRICS = ("loss", "trailing_loss", "fid")
 INSTALL_HINT = "pip install 'unetlab[search]'"
+#: The most values of an ``int_uniform`` axis checked before a search runs (all of a smaller range).
+MAX_CANDIDATES = 64
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,16 @@ class Dimension:
     values: tuple
 
     def candidates(self) -> list:
-        """Values that together exercise the axis' validation (its bounds, or every choice)."""
-        return list(self.values)
+        """Values that together exercise the axis' validation: every choice; every integer of an
+        ``int_uniform`` range (at most :data:`MAX_CANDIDATES`, evenly spread, both ends included),
+        since an interior value may be invalid where the ends are not (``norm_groups`` 4..8 on 16
+        channels); a float range's ends."""
+        if self.kind != "int_uniform":
+            return list(self.values)
+        low, high = self.values
+        if high - low < MAX_CANDIDATES:
+            return list(range(low, high + 1))
+        return sorted({int(round(v)) for v in np.linspace(low, high, MAX_CANDIDATES)})
 
     def labels(self) -> list:
         """The choices as Optuna stores them (numbers, strings, booleans, None; mappings as JSON)."""
@@ -229,7 +242,7 @@ def parse_search(value: Any, sections: tuple) -> SearchSpec | None:
     metric, mode = _objective(value.get("objective"))
     return SearchSpec(method, _positive_int("search.trials", value["trials"]),
                       _positive_int("search.parallel", value.get("parallel", 1)),
-                      _positive_int("search.seed", value.get("seed", 0), 0), metric, mode, space,
+                      check_seed(value.get("seed", 0), "search.seed"), metric, mode, space,
                       _pruning(value.get("pruner"), mode))
 
 

@@ -5,6 +5,7 @@ interrupted and failed runs show what they have so far.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from . import rundir
 from .errors import UnetlabError
 from .rundir import Status
 
+#: The first part of a ``--filter`` key that is a path into each run's spec.
+SPEC_SECTIONS = ("model", "diffusion", "data", "train", "sample", "eval", "resources")
 ID_COLUMNS = ["ablation", "variant", "grid", "framework", "seed"]
 NUMBER_COLUMNS = ["params", "GFLOPs", "steps", "final loss", "best loss", "train img/s", "sample img/s",
                   "peak mem MiB", "FID", "FID se", "KID", "KID se", "precision", "recall", "density", "coverage",
@@ -114,6 +117,9 @@ def load_table(root: Path, filters: list[str] = (), sort: str | None = None, gro
     df = pd.DataFrame(rows, columns=COLUMNS[:at] + extra + COLUMNS[at:] + ["path"])
     for item in filters:
         df = _filter(df, item)
+    if filters and df.empty:
+        raise UnetlabError(f"no run matches --filter {' --filter '.join(filters)} (of {len(rows)} run(s) "
+                           f"under {root})")
     return arrange(df, sort, group)
 
 
@@ -173,34 +179,73 @@ def objective_column(name: str) -> str:
                        f"{', '.join(c.lower().replace(' ', '_') for c in NUMBER_COLUMNS)}; fd_small is FID's)")
 
 
-def _matches(value, wanted: str) -> bool:
+def _matches(value, wanted) -> bool:
+    """Whether a cell or spec value equals ``wanted`` (a YAML value: ``false``, ``1e-3``, ``[8]``, text)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return wanted.lower() in ("", "none", "null")
+        return wanted is None or (isinstance(wanted, str) and wanted.lower() in ("", "none", "null"))
+    if isinstance(wanted, bool) or isinstance(value, (bool, np.bool_)):
+        return isinstance(wanted, bool) and isinstance(value, (bool, np.bool_)) and bool(value) == wanted
+    if isinstance(wanted, (int, float)):
+        try:
+            return math.isclose(float(value), float(wanted), rel_tol=1e-9)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(wanted, (list, dict)):
+        return json.loads(json.dumps(value, default=list)) == wanted
+    text, wanted = str(value), str(wanted)
+    return text == wanted or text.split(":")[0].split(" ")[0] == wanted
+
+
+def filter_value(text: str):
+    """``--filter``'s VALUE read as YAML (``false``, ``1e-3``, ``[8]``), else as the text itself."""
+    from .spec.loading import parse_yaml
+
+    text = text.strip()
     try:
-        return math.isclose(float(value), float(wanted), rel_tol=1e-9)
-    except (TypeError, ValueError):
-        text = str(value)
-        return text == wanted or text.split(":")[0].split(" ")[0] == wanted
+        value = parse_yaml(text) if text else ""
+    except UnetlabError:
+        return text
+    if isinstance(value, bool) and text.lower() not in ("true", "false"):
+        return text  # YAML 1.1's yes/no/on/off: a variant called "no" is meant
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 as text; a number is meant
+            return float(text)
+        except ValueError:
+            return value
+    return value
+
+
+_MISSING = object()
 
 
 def _spec_value(run_dir: str, dotted: str):
     node = (rundir.read_json(Path(run_dir) / rundir.CONFIG) or {}).get("spec", {})
     for key in dotted.split("."):
-        node = node.get(key) if isinstance(node, dict) else None
+        node = node.get(key, _MISSING) if isinstance(node, dict) else _MISSING
     return node
 
 
 def _filter(df: pd.DataFrame, item: str) -> pd.DataFrame:
     """Rows whose column (or, for a dotted key like ``train.lr``, resolved spec value) matches."""
     key, sep, wanted = item.partition("=")
-    key, wanted = key.strip(), wanted.strip()
+    key = key.strip()
     if not sep or not key:
         raise UnetlabError(f"--filter {item!r}: expected KEY=VALUE, e.g. variant=no_attn or train.lr=0.0002")
-    if "." in key and key.split(".")[0] in ("model", "diffusion", "data", "train", "sample", "eval"):
+    text, wanted = wanted.strip(), filter_value(wanted)
+    if "." in key and key.split(".")[0] in SPEC_SECTIONS and "path" in df.columns:
         values = [_spec_value(p, key) for p in df["path"]]
+        if values and all(v is _MISSING for v in values):
+            raise UnetlabError(f"--filter {item!r}: {key} is not a key of these runs' specs "
+                               f"(e.g. train.lr, model.mid_attention, model.blocks.attention.name)")
+        values = [None if v is _MISSING else v for v in values]
     else:
-        values = df[_column(df, key)]
-    return df[[_matches(v, wanted) for v in values]]
+        try:
+            values = df[_column(df, key)]
+        except UnetlabError as exc:
+            raise UnetlabError(f"--filter {item!r}: {key!r} is neither a column nor a spec path "
+                               f"(SECTION.KEY, SECTION one of {', '.join(SPEC_SECTIONS)}); "
+                               f"{str(exc).split('(', 1)[-1].rstrip(')')}") from None
+    return df[[_matches(v, wanted) or (isinstance(v, str) and _matches(v, text)) for v in values]]
 
 
 def _sort(df: pd.DataFrame, name: str) -> pd.DataFrame:

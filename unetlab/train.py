@@ -34,12 +34,17 @@ from .frameworks import backend_for, check_run_section, ops_for
 from .loss_log import LossLog, best_loss, final_loss
 from .model import build_model, check_model_builds
 from .signals import STOP_SIGNALS, keep_handlers_out_of_forks
+from .tool_output import log_size, read_log, tool_error
 from .spec import budget_steps, resolve_run_spec
 from .weights import count_parameters, get_weights, set_weights
 
 
 class TrainingDiverged(UnetlabError):
     """The loss became NaN or infinite."""
+
+
+#: The ranks' output (launcher and every rank), in the run folder.
+RANKS_LOG = "ranks.log"
 
 
 class RanksFailed(UnetlabError):
@@ -117,7 +122,7 @@ class Trainer:
         self.losses.load(rundir.split_prefix(arrays, "log"))
         if self.world.writes:
             rundir.keep_records_until(self.run_dir / rundir.METRICS, self.step)
-        kept = rundir.read_jsonl(self.run_dir / rundir.METRICS)
+        kept = rundir.read_metrics(self.run_dir / rundir.METRICS)
         self.elapsed_before = (float(arrays["log/elapsed"]) if "log/elapsed" in arrays
                                else kept[-1]["elapsed"] if kept else 0.0)
         self.window_seconds = float(arrays.get("log/window_seconds", 0.0))
@@ -335,7 +340,7 @@ class Trainer:
 
 def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
     """Loss and speed figures from a run's metrics records."""
-    records = rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
+    records = rundir.read_metrics(Path(run_dir) / rundir.METRICS)
     timed = [r for r in records if r.get("img_s")]  # not the score records
     speeds = [r["img_s"] for r in timed[1:]] or [r["img_s"] for r in timed]
     mems = [r["peak_mem"] for r in records if r.get("peak_mem") is not None]
@@ -406,10 +411,12 @@ def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = Non
 def _train_ranks(run_dir: Path, framework: str, nproc: int, progress: bool, stop_after: int | None) -> dict:
     """Launch ``nproc`` ranks on the run (whose lock and config this process holds) and return the
     summary rank 0 wrote; a failure or an interruption is raised as :func:`train_run` raises it."""
+    log = run_dir / RANKS_LOG
+    start = log_size(log)
     args = ["unetlab.rank", str(run_dir)] + (["--progress"] if progress else [])
     args += ["--stop-after", str(stop_after)] if stop_after is not None else []
     try:
-        rc = distributed.launch_ranks(framework, nproc, args)
+        rc = distributed.launch_ranks(framework, nproc, args, log=log)
     except KeyboardInterrupt:
         _record_ranks_end(run_dir, "interrupted", "KeyboardInterrupt: the ranks were stopped")
         raise
@@ -419,7 +426,8 @@ def _train_ranks(run_dir: Path, framework: str, nproc: int, progress: bool, stop
     summary = _record_ranks_end(run_dir, "failed", f"the ranks exited with status {rc}")
     if summary["status"] == "interrupted":
         raise KeyboardInterrupt(summary.get("reason", ""))
-    raise RanksFailed(f"{framework} on {nproc} processes: {summary.get('reason')}")
+    raise tool_error(f"{framework} on {nproc} processes: {summary.get('reason')}", read_log(log, start), log,
+                     saved=True, error=RanksFailed)
 
 
 def _record_ranks_end(run_dir: Path, status: str, reason: str) -> dict:

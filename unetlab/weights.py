@@ -5,7 +5,6 @@ same spec and seed give the same starting weights in PyTorch and in Jittor.
 """
 from __future__ import annotations
 
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -52,8 +51,9 @@ def init_weights(model, seed: int) -> None:
 
 
 def get_weights(model) -> dict:
-    """The model's parameters as numpy arrays by name (the framework-neutral state dict)."""
-    return backend_for(model.framework).state_dict(model)
+    """The model's parameters as numpy arrays by name (the framework-neutral state dict); copies,
+    so that changing an array leaves the model as it is."""
+    return {name: np.array(value, copy=True) for name, value in backend_for(model.framework).state_dict(model).items()}
 
 
 def set_weights(model, arrays: dict, what: str = "weights") -> None:
@@ -96,6 +96,21 @@ def load_ddpm_state_dict(model, state_dict) -> None:
     set_weights(model, arrays, "DDPM state dict entries")
 
 
+def check_finite(arrays: dict, source) -> dict:
+    """``arrays`` when every value in them is finite; else a one-line error naming ``source``, the
+    first tensor holding NaN or infinity and how many such values it has."""
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind != "f":
+            continue
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            kinds = "NaN" if np.isnan(value).any() else "infinite"
+            raise UnetlabError(f"{source}: tensor {name!r} holds {bad} {kinds} value(s) of {value.size}; "
+                               f"these weights cannot be sampled")
+    return arrays
+
+
 def count_parameters(model) -> int:
     """Trainable parameters of a model of either framework."""
     return int(sum(int(np.prod(p.shape)) for _, p in backend_for(model.framework).trainable(model)))
@@ -107,21 +122,9 @@ def load_checkpoint(path) -> dict:
     A missing, unreadable, truncated or corrupt file is a one-line error that names it and
     offers the other checkpoints in its folder (newest first), e.g. ``checkpoints/ema.npz``.
     """
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("a single array, not an .npz archive")
-            return {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise UnetlabError(f"{path}: no such checkpoint") from None
-    except (PermissionError, IsADirectoryError) as exc:
-        raise UnetlabError(f"{path}: cannot read the checkpoint: {exc.strerror}") from None
-    except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, KeyError, OSError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "pickled" in detail:  # numpy's word for "neither an .npz nor an .npy file"
-            detail = "not an .npz archive"
-        raise UnetlabError(f"{path}: truncated or corrupt checkpoint ({detail}){_other_checkpoints(path)}") from None
+    from .readers import read_npz
+
+    return read_npz(path, "checkpoint", _other_checkpoints)
 
 
 def _other_checkpoints(path: Path) -> str:
@@ -139,8 +142,9 @@ def _other_checkpoints(path: Path) -> str:
 def run_weights(run_dir, ema: bool = True) -> tuple:
     """``(path, arrays)``: the weights of a run folder to sample from.
 
-    ``ema``: the final EMA weights (``checkpoints/ema.npz``), else the EMA inside the resumable
-    checkpoint of a run still training; otherwise the model's own last weights.
+    ``ema``: the final EMA weights (``checkpoints/ema.npz``; a done run without it is refused),
+    else the EMA inside the resumable checkpoint of a run still training; otherwise the model's
+    own last weights.
     """
     from pathlib import Path
 
@@ -148,9 +152,12 @@ def run_weights(run_dir, ema: bool = True) -> tuple:
 
     run_dir = Path(run_dir)
     if ema and (run_dir / rundir.EMA).is_file():
-        return run_dir / rundir.EMA, rundir.load_arrays(run_dir / rundir.EMA)
+        return run_dir / rundir.EMA, check_finite(rundir.load_arrays(run_dir / rundir.EMA), run_dir / rundir.EMA)
+    if ema and rundir.run_status(run_dir) == rundir.Status.DONE:
+        raise UnetlabError(f"{run_dir / rundir.EMA}: missing, though the run is done (it holds the final EMA "
+                           f"weights); sample the last training weights explicitly with --no-ema")
     path = run_dir / rundir.LAST
     if not path.is_file():
         wanted = f"{rundir.EMA} and {rundir.LAST}" if ema else rundir.LAST
         raise UnetlabError(f"{run_dir}: no weights yet ({wanted} missing)")
-    return path, rundir.split_prefix(rundir.load_arrays(path), "ema" if ema else "model")
+    return path, check_finite(rundir.split_prefix(rundir.load_arrays(path), "ema" if ema else "model"), path)

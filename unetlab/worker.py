@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import rundir
 from .errors import UnetlabError
+from .readers import read_run_config
 from .signals import STOP_SIGNALS, keep_handlers_out_of_forks
 
 
@@ -55,9 +56,7 @@ def work(run_dir: Path) -> dict:
     from .metrics.fid import score_run
     from .train import train_run
 
-    config = rundir.read_json(run_dir / rundir.CONFIG)
-    if not config or "spec" not in config or "run" not in config:
-        raise UnetlabError(f"{run_dir}: not a run folder (no readable {rundir.CONFIG})")
+    config = read_run_config(run_dir)
     spec, run = config["spec"], config["run"]
     identity = {k: v for k, v in run.items() if k not in ("framework", "seed")}
     if rundir.run_status(run_dir) == rundir.Status.DONE:

@@ -15,8 +15,8 @@ COMMON_OPTIONS = (
     Option("fused", bool, True, "use the framework's fused attention kernel where it has one"),
 )
 MULTIHEAD_OPTIONS = (
-    Option("heads", int, None, "number of heads (exclusive with head_channels)", nullable=True),
-    Option("head_channels", int, None, "channels per head (exclusive with heads)", nullable=True),
+    Option("heads", int, None, "number of heads (exclusive with head_channels)", nullable=True, low=1),
+    Option("head_channels", int, None, "channels per head (exclusive with heads)", nullable=True, low=1),
 ) + COMMON_OPTIONS
 
 

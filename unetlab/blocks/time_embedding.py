@@ -9,20 +9,22 @@ from einops import rearrange
 
 from ..options import Option
 from ..portable import portable
+from ..seeds import MAX_SEED
 
 SINUSOIDAL_OPTIONS = (
     Option("order", str, "sin_cos", "concatenation order of the halves", choices=("sin_cos", "cos_sin")),
     Option("freq_shift", float, 1.0, "frequencies exp(-ln(max_period) * i / (half - freq_shift)); "
-           "DDPM uses 1, ADM 0"),
-    Option("max_period", float, 10000.0, "longest period of the sinusoids"),
+           "DDPM uses 1, ADM 0", low=0.0, high=1.0),
+    Option("max_period", float, 10000.0, "longest period of the sinusoids", low=1.0, low_open=True),
 )
 FOURIER_OPTIONS = (
     Option("scale", float, 16.0, "standard deviation of the random frequencies"),
-    Option("input_scale", float, 0.001, "timesteps are multiplied by this first (1/T maps to [0, 1))"),
-    Option("seed", int, 0, "seed of the fixed random frequencies"),
+    Option("input_scale", float, 0.001, "timesteps are multiplied by this first (1/T maps to [0, 1))",
+           low=0.0, low_open=True),
+    Option("seed", int, 0, "seed of the fixed random frequencies", low=0, high=MAX_SEED),
 )
 LEARNED_OPTIONS = (
-    Option("num_embeddings", int, 1000, "table size: the largest timestep + 1"),
+    Option("num_embeddings", int, 1000, "table size: the largest timestep + 1", low=1),
 )
 
 

@@ -99,6 +99,9 @@ def run(args):
     engine = build(args.engine, args.slurm, args.ray_address, args.detach, cpu_only=args.gpus == "none")
     ablation = load_ablation(args.file)
     root = Path(args.runs) / ablation.name
+    if args.status and not Path(args.runs).is_dir():
+        raise UnetlabError(f"--runs {args.runs}: no such folder, so no run of {ablation.name} to report "
+                           f"(check --runs, or run the ablation without --status)")
     if ablation.search is not None:  # a sampled search: trials asked of Optuna
         from .ablate_search import run_search_command
 

@@ -50,9 +50,33 @@ def non_negative_float(text: str) -> float:
     return _in_range(float, text, lambda v: v >= 0, ">= 0")
 
 
+def seed_type(text: str) -> int:
+    """A seed: an integer in [0, 2**32) (see :mod:`unetlab.seeds`)."""
+    from ..errors import UnetlabError
+    from ..seeds import check_seed
+
+    try:
+        return check_seed(_number(int, text), "")
+    except UnetlabError as exc:
+        raise argparse.ArgumentTypeError(str(exc).lstrip(": ")) from None
+
+
 def positive_int_list(text: str) -> list[int]:
     """A comma list of integers > 0 (``16,128``)."""
     return [positive_int(part.strip()) for part in text.split(",")]
+
+
+def choice_list(choices):
+    """An argument type: a non-empty comma list of names from ``choices`` (``torch,jittor``)."""
+    def parse(text: str) -> list[str]:
+        names = [part.strip() for part in text.split(",")]
+        if not any(names) or not all(names):
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(choices)}, got {text!r}")
+        unknown = [n for n in names if n not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"{unknown[0]!r} is not one of {', '.join(choices)}")
+        return list(dict.fromkeys(names))
+    return parse
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -7,14 +7,21 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .argtypes import non_negative_int, positive_int, positive_int_list
+from ..frameworks import FRAMEWORKS, PRECISIONS
+from .argtypes import choice_list, non_negative_int, positive_int, positive_int_list
+
+
+#: every precision some framework takes (each skips those it does not)
+ALL_PRECISIONS = tuple(dict.fromkeys(p for f in FRAMEWORKS for p in PRECISIONS[f]))
 
 
 def add_parser(sub):
     p = sub.add_parser("bench", help="measure train/sample throughput of a spec across modes")
     p.add_argument("spec", help="preset name or model spec YAML")
-    p.add_argument("--frameworks", default="torch,jittor", help="comma list (default torch,jittor)")
-    p.add_argument("--precisions", default="fp32,tf32,bf16,fp16", help="comma list; unsupported ones are skipped")
+    p.add_argument("--frameworks", type=choice_list(FRAMEWORKS), default=list(FRAMEWORKS),
+                   help=f"comma list of {', '.join(FRAMEWORKS)} (default all)")
+    p.add_argument("--precisions", type=choice_list(ALL_PRECISIONS), default=list(ALL_PRECISIONS),
+                   help="comma list; unsupported ones are skipped")
     p.add_argument("--batch-sizes", type=positive_int_list, default=[16], help="comma list (default 16)")
     p.add_argument("--compile", default="off",
                    help="torch.compile modes, comma list of off, on (= default), both (= off,on), "
@@ -54,7 +61,7 @@ def run(args):
         if args.out:
             Path(args.out + ".json").write_text(json.dumps(done, indent=1))
 
-    rows = run_bench(args.spec, args.frameworks.split(","), args.precisions.split(","),
+    rows = run_bench(args.spec, args.frameworks, args.precisions,
                      args.batch_sizes,
                      compile_modes(args.compile), steps=args.steps, warmup=args.warmup, log=log,
                      channels_last={"auto": [None], "off": [False], "on": [True], "both": [False, True]}[args.channels_last])

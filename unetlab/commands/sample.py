@@ -7,13 +7,15 @@ from pathlib import Path
 from .. import rundir
 from ..errors import UnetlabError
 from ..fs_errors import check_writable
+from ..readers import read_run_config
 from ..frameworks import FRAMEWORKS
 from ..frameworks.torch_modes import COMPILE_MODES
 from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
 from ..spec import load_mapping, resolve_run_spec
-from ..weights import run_weights
-from .argtypes import non_negative_float, non_negative_int, positive_int
+from ..spec.run import check_sections
+from ..weights import check_finite, run_weights
+from .argtypes import non_negative_float, positive_int, seed_type
 
 
 def add_parser(sub):
@@ -33,7 +35,7 @@ def add_parser(sub):
     p.add_argument("--channels-last", action="store_true", help="channels-last layout (torch)")
     p.add_argument("--framework", choices=FRAMEWORKS, help="default: the run's")
     p.add_argument("--no-ema", action="store_true", help="use the last training weights, not the EMA")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=seed_type, default=0)
     p.add_argument("--out", help="output folder (default SOURCE_RUN/samples-<sampler>-<steps>)")
     return p
 
@@ -44,9 +46,7 @@ def load_source(args):
         return pretrained_cli.sample_source(args)
     source = Path(args.source)
     if source.is_dir():
-        config = rundir.read_json(source / rundir.CONFIG)
-        if config is None:
-            raise UnetlabError(f"{source}: not a run folder (no {rundir.CONFIG})")
+        config = read_run_config(source)
         _, arrays = run_weights(source, ema=not args.no_ema)
         return config["spec"], arrays, config["run"]["framework"], source
     if not source.is_file():
@@ -56,6 +56,7 @@ def load_source(args):
     arrays = rundir.load_arrays(source)
     if any(k.startswith("ema/") for k in arrays):
         arrays = rundir.split_prefix(arrays, "model" if args.no_ema else "ema")
+    check_finite(arrays, source)
     return load_mapping(args.spec, "run spec"), arrays, "torch", source.parent
 
 
@@ -66,7 +67,7 @@ def run(args):
 
     spec, arrays, framework, out_base = load_source(args)
     framework = args.framework or framework
-    spec = dict(spec)
+    spec = dict(check_sections(spec))
     spec["sample"] = dict(spec.get("sample") or {})
     for key in ("sampler", "steps", "eta", "skip", "batch_size", "precision"):
         if getattr(args, key) is not None:

@@ -7,8 +7,8 @@ from .. import rundir
 from ..frameworks import FRAMEWORKS
 from ..loss_log import FINAL_LOSS_STEPS
 from ..spec import load_mapping, resolve_run_spec, set_dotted
-from ..spec.run import DIFFUSION, TRAIN
-from .argtypes import non_negative_int, positive_float, positive_int
+from ..spec.run import DIFFUSION, TRAIN, check_sections
+from .argtypes import positive_float, positive_int, seed_type
 
 #: The original script's budget when neither the command line nor the spec gives one. Its other
 #: defaults (-T 1000, -BS 256, -lr 1e-4) are the spec's own defaults, so they need no copy here.
@@ -45,7 +45,7 @@ def add_parser(sub):
     p.add_argument("-lr", type=positive_float, help=_knob_help("peak learning rate", KNOB_KEYS["lr"]))
     p.add_argument("--steps", type=positive_int, help="budget in steps; replaces the spec's budget, as -epoch does")
     p.add_argument("--framework", choices=FRAMEWORKS, default="torch")
-    p.add_argument("--seed", type=non_negative_int, help="seed (default: train.seed)")
+    p.add_argument("--seed", type=seed_type, help="seed (default: train.seed)")
     p.add_argument("--run", help="run folder (default runs/train/<spec name>-<framework>-s<seed>)")
     p.add_argument("--nproc", type=positive_int, default=1,
                    help="train data-parallel over N processes (torchrun for torch: NCCL on GPUs, gloo on the "
@@ -55,11 +55,17 @@ def add_parser(sub):
 
 
 def apply_overrides(raw: dict, args) -> dict:
+<<<<<<< HEAD
     """The spec with the command line's knobs laid over it: a knob given replaces the spec's value,
     an absent one (None) leaves it; the spec's own defaults fill what neither gives, except a
     missing budget, which becomes ``DEFAULT_EPOCHS`` epochs."""
     for attr, key in KNOB_KEYS.items():
         value = getattr(args, attr)
+=======
+    """The spec with the command line's knobs laid over it."""
+    check_sections(raw)
+    for key, value in (("diffusion.T", args.T), ("train.batch_size", args.batch_size), ("train.lr", args.lr)):
+>>>>>>> badinput
         if value is not None:
             set_dotted(raw, key, value)
     train = raw.setdefault("train", {}) or {}

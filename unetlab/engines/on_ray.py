@@ -9,11 +9,13 @@ joins an existing cluster.  Ray tasks end with the command: there is no ``--deta
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .. import rundir
 from ..errors import UnetlabError
 from ..rundir import Status
+from ..tool_output import log_size, output_into, read_log, tool_error
 from . import cluster, require
 
 
@@ -44,11 +46,15 @@ class RayEngine:
             return result
         started_here = not ray.is_initialized()
         if started_here:
+            log = Path(tempfile.gettempdir()) / f"unetlab-ray-{os.getpid()}.log"
+            start = log_size(log)
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
-            except ConnectionError as exc:
-                raise UnetlabError(f"--ray-address {self.address}: {str(exc).splitlines()[0]}") from None
+                with output_into(log):  # Ray logs while it starts: kept out of the terminal
+                    ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                             configure_logging=False)
+            except Exception as exc:  # noqa: BLE001 - Ray's refusal (ConnectionError, ValueError...), in one line
+                raise tool_error(f"--engine ray{f' --ray-address {self.address}' if self.address else ''}",
+                                 read_log(log, start) + f"\n{type(exc).__name__}: {exc}", log, saved=True) from None
         try:
             gpus = {run.name: 0 if self.cpu_only else run.spec["resources"]["gpus"] for run in ablation.runs}
             have = ray.cluster_resources().get("GPU", 0)

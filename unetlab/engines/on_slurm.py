@@ -16,10 +16,13 @@ from pathlib import Path
 
 from .. import rundir
 from ..errors import UnetlabError
+from ..tool_output import tool_error
 from . import cluster, require
 
 JOBS_DIR = ".slurm"
 JOBS_FILE = "jobs.json"
+#: sbatch's whole output when it refuses a submission (in JOBS_DIR).
+SBATCH_LOG = "sbatch.log"
 #: Squeue states of a task that has not ended yet.
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
                  "REQUEUE_FED", "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "STOPPED", "PREEMPTED"}
@@ -123,16 +126,20 @@ class SlurmEngine:
             try:
                 submitted = executor.map_array(SlurmTask(self.cpu_only), [str(root / r.name) for r in group])
             except Exception as exc:  # noqa: BLE001 - sbatch's refusal, in one line
-                raise UnetlabError(f"sbatch refused the job array: {_last_line(exc)}") from None
+                raise tool_error("sbatch refused the job array", str(exc) or type(exc).__name__,
+                                 folder / SBATCH_LOG, hint=refusal_hint(str(exc), gpus)) from None
             jobs.update({run.name: job.job_id for run, job in zip(group, submitted)})
         save_jobs(root, jobs)
         return jobs
 
 
-def _last_line(exc: Exception) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error" in ln.lower()]
-    return (errors or lines or [type(exc).__name__])[-1]
+def refusal_hint(output: str, gpus: int) -> str:
+    """What to do about a refusal sbatch is known to give: a GPU request on a cluster without
+    GPUs ("Invalid generic resource (gres) specification") is met with ``--gpus none``."""
+    if "gres" in output.lower() and gpus > 0:
+        return (f"each run asks Slurm for {gpus} GPU(s) (resources.gpus) and this cluster has no such "
+                f"generic resource: run on its CPUs with --gpus none")
+    return ""
 
 
 def save_jobs(root: Path, jobs: dict[str, str]) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 from .. import rundir
 from ..data import IMAGE_SUFFIXES, list_images
 from ..errors import UnetlabError
+from ..readers import read_npz_array, read_run_config
 
 STATS_URL = "https://www.cs.cmu.edu/~clean-fid/stats/"
 PYTORCH_INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
@@ -261,9 +262,7 @@ def score_run(run_dir, n: int | None = None, reference: str | None = None, mode:
     from .scoring import check_features, score_record
 
     run_dir = Path(run_dir)
-    config = rundir.read_json(run_dir / rundir.CONFIG)
-    if config is None:
-        raise UnetlabError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
+    config = read_run_config(run_dir)
     spec, run = resolve_run_spec(config["spec"]), config["run"]
     ev, sample = spec["eval"], spec["sample"]
     if n is not None and n < 2:
@@ -295,8 +294,7 @@ def load_folder(folder, n: int | None = None) -> np.ndarray:
 
     folder = Path(folder)
     if (folder / "samples.npz").is_file():
-        with np.load(folder / "samples.npz") as f:
-            images = f["images"]
+        images = read_npz_array(folder / "samples.npz", "images", "samples file")
         return images[:n] if n else images
     files = list_images(folder)[: n or None]
     if not files:

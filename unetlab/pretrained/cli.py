@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import UnetlabError
 from . import read_pretrained
+from ..commands.argtypes import seed_type
 
 OUTPUT_ROOT = Path("runs") / "pretrained"
 
@@ -41,7 +42,7 @@ def add_sampling_arguments(parser) -> None:
     group.add_argument("--skip", choices=("uniform", "quadratic"),
                        help="DDIM step selection (default quadratic, as the DDIM paper's CIFAR-10 table)")
     group.add_argument("--batch-size", type=int, help="images per sampling batch")
-    group.add_argument("--seed", type=int, help="seed of the initial noise (default 0)")
+    group.add_argument("--seed", type=seed_type, help="seed of the initial noise (default 0)")
     group.add_argument("--out", help="folder for the samples (default runs/pretrained/<name>/fid-...)")
 
 

@@ -21,8 +21,14 @@ def read_json(path: Path) -> dict:
 
 
 def read_weights(path: Path) -> dict:
-    """Name -> float32 numpy array of a ``.safetensors`` or ``.bin`` file."""
-    path = Path(path)
+    """Name -> float32 numpy array of a ``.safetensors`` or ``.bin`` file; a tensor holding NaN or
+    infinity is refused, named."""
+    from ..weights import check_finite
+
+    return check_finite(_read_arrays(Path(path)), path)
+
+
+def _read_arrays(path: Path) -> dict:
     if path.suffix == ".safetensors":
         try:
             from safetensors.numpy import load_file

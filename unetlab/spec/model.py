@@ -114,7 +114,7 @@ def _slot_choice(value: Any, slot: str, where: str, registry: Registry) -> SlotC
 
 
 def _slot_choices(blocks: Mapping, where: str, registry: Registry) -> dict:
-    unknown = sorted(set(blocks) - set(SLOTS))
+    unknown = sorted(set(blocks) - set(SLOTS), key=str)
     if unknown:
         raise UnetlabError(f"{where}: unknown slot {unknown[0]!r} (slots: {', '.join(SLOTS)})")
     return {slot: _slot_choice(v, slot, f"{where}.{slot}", registry) for slot, v in blocks.items()}

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import UnetlabError
 from ..frameworks.torch_modes import COMPILE_MODES
 from ..options import Option, OptionSet
+from ..seeds import MAX_SEED
 from .loading import load_mapping
 from .model import resolve_model_spec
 
@@ -66,7 +67,7 @@ TRAIN = OptionSet((
            choices=("host", "device")),
     Option("log_every", int, 10, "write a metrics record every N steps"),
     Option("checkpoint_every", int, 200, "write the resumable checkpoint every N steps"),
-    Option("seed", int, 0, "seed of weights, data order and noise"),
+    Option("seed", int, 0, "seed of weights, data order and noise", low=0, high=MAX_SEED),
 ))
 
 SAMPLE = OptionSet((
@@ -121,19 +122,28 @@ TOP_LEVEL = ("model",) + tuple(SECTIONS)
 
 def resolve_run_spec(spec: Any, where: str = "") -> dict:
     """Validate a run spec (mapping or YAML path) and return it with every default filled in."""
-    raw = load_mapping(spec, "run spec")
+    raw = check_sections(load_mapping(spec, "run spec"), where)
     prefix = f"{where}." if where else ""
-    unknown = sorted(set(raw) - set(TOP_LEVEL))
-    if unknown:
-        raise UnetlabError(f"{prefix}{unknown[0]}: unknown section (sections: {', '.join(TOP_LEVEL)})")
     out = {"model": resolve_model_spec(raw.get("model", {"preset": "ddpm"}), f"{prefix}model").to_config()}
     for name, options in SECTIONS.items():
-        section = raw.get(name) or {}
-        if not isinstance(section, Mapping):
-            raise UnetlabError(f"{prefix}{name}: expected a mapping, got {section!r}")
-        out[name] = options.resolve(section, f"{prefix}{name}")
+        out[name] = options.resolve(raw.get(name) or {}, f"{prefix}{name}")
     _check_consistency(out, prefix)
     return out
+
+
+def check_sections(raw: dict, where: str = "") -> dict:
+    """``raw`` when its keys are known sections and each section (but ``model``) is a mapping or
+    empty; otherwise a one-line error naming the key.  Run this before reading into a raw spec."""
+    prefix = f"{where}." if where else ""
+    unknown = sorted(set(raw) - set(TOP_LEVEL), key=str)
+    if unknown:
+        raise UnetlabError(f"{prefix}{unknown[0]}: unknown section (sections: {', '.join(TOP_LEVEL)})")
+    for name in SECTIONS:
+        section = raw.get(name)
+        if section is not None and not isinstance(section, Mapping):
+            raise UnetlabError(f"{prefix}{name}: expected a mapping of option: value, got "
+                               f"{type(section).__name__} {section!r}")
+    return raw
 
 
 def _positive(value) -> bool:
@@ -155,7 +165,7 @@ def _check_ranges(spec: dict, prefix: str) -> None:
     for key in ("steps", "epochs", "minutes"):
         if train[key] is not None and not (_positive(train[key]) and math.isfinite(train[key])):
             fail(f"train.{key}", "must be positive (a budget of at least one step)", train[key])
-    for key in ("warmup_steps", "ema_start", "seed"):
+    for key in ("warmup_steps", "ema_start"):
         if train[key] < 0:
             fail(f"train.{key}", "must be >= 0", train[key])
     if not train["weight_decay"] >= 0:
@@ -194,10 +204,13 @@ def _check_ranges(spec: dict, prefix: str) -> None:
     from ..diffusion.schedules import make_betas
 
     computed = make_betas(diffusion["schedule"], diffusion["T"], diffusion["beta_start"], diffusion["beta_end"])
-    bad = np.flatnonzero(~((computed > 0) & (computed < 1)))
+    single = computed.astype(np.float32)  # what the networks' arithmetic holds (a beta of 1e-300 is 0 there)
+    bad = np.flatnonzero(~((computed > 0) & (computed < 1) & (single > 0) & (single < 1)))
     if bad.size:
-        raise UnetlabError(f"{prefix}diffusion.schedule: the {diffusion['schedule']} schedule gives beta "
-                           f"{computed[bad[0]]:g} at t={bad[0]}, outside (0, 1)")
+        where = next((f"diffusion.{k}" for k in ("beta_start", "beta_end")
+                      if diffusion["schedule"] != "cosine" and not np.float32(diffusion[k]) > 0), "diffusion.schedule")
+        raise UnetlabError(f"{prefix}{where}: the {diffusion['schedule']} schedule gives beta "
+                           f"{computed[bad[0]]:g} at t={bad[0]}, which is {single[bad[0]]:g} in float32, outside (0, 1)")
 
 
 def _check_model_against_run(spec: dict, prefix: str) -> None:
