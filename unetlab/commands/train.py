@@ -55,17 +55,12 @@ def add_parser(sub):
 
 
 def apply_overrides(raw: dict, args) -> dict:
-<<<<<<< HEAD
     """The spec with the command line's knobs laid over it: a knob given replaces the spec's value,
     an absent one (None) leaves it; the spec's own defaults fill what neither gives, except a
     missing budget, which becomes ``DEFAULT_EPOCHS`` epochs."""
+    check_sections(raw)
     for attr, key in KNOB_KEYS.items():
         value = getattr(args, attr)
-=======
-    """The spec with the command line's knobs laid over it."""
-    check_sections(raw)
-    for key, value in (("diffusion.T", args.T), ("train.batch_size", args.batch_size), ("train.lr", args.lr)):
->>>>>>> badinput
         if value is not None:
             set_dotted(raw, key, value)
     train = raw.setdefault("train", {}) or {}
