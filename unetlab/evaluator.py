@@ -38,7 +38,7 @@ class PeriodicEvaluator:
     def run(self, trainer, elapsed: float) -> float:
         """Score ``trainer.ema`` now, append the record; returns the seconds it took."""
         began = time.perf_counter()
-        value, name = self.score(trainer.ema, trainer.seed)
+        value, name = self.score(trainer.ema, trainer.stream_seed)
         trainer.backend.set_train(trainer.ema, False)
         seconds = time.perf_counter() - began
         rundir.append_jsonl(trainer.run_dir / rundir.METRICS, [{
