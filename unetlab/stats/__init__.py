@@ -1,0 +1,1 @@
+"""Framework-neutral statistics for comparing runs: tests, intervals and stopping rules."""
