@@ -163,3 +163,48 @@ def test_a_round_with_a_failed_run_stops_with_one_line(tmp_path):
 
     with pytest.raises(UnetlabError, match=r"^round 1: 9 run\(s\) did not finish \(base-torch-s0, "):
         run_adaptive(a, tmp_path, failing, echo=lambda line: None)
+
+
+# -- a real adaptive ablation, killed and rerun ---------------------------------------------------
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+REAL_SEEDS = {"min": 3, "max": 7, "until": "decided"}
+
+
+def _ablate(path: Path, runs: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "unetlab.cli", "ablate", str(path), "--runs", str(runs), "--jobs", "2",
+           "--no-progress", "--no-plots"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV)
+
+
+@pytest.mark.slow
+def test_a_real_adaptive_ablation_killed_in_round_2_ends_as_the_rule_says(tmp_path):
+    from conftest import wait_for
+
+    path = tmp_path / "t.yaml"  # "lazy" barely trains (worse on every seed); "same" is the baseline again
+    path.write_text(yaml.safe_dump({
+        "name": "t", "base": tiny_digits_spec(10, lr=3e-3), "seeds": REAL_SEEDS,
+        "variants": {"base": {}, "lazy": {"train.lr": 1e-7}, "same": {}}}))
+    runs = tmp_path / "runs"
+    proc = _ablate(path, runs)
+    wait_for(lambda: (runs / "t" / "base-torch-s3").is_dir(), proc, what="a round-2 run folder")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert not (runs / "t" / "base-torch-s6").exists()
+    rerun = _ablate(path, runs)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    expected = ({f"base-torch-s{s}" for s in range(7)} | {f"same-torch-s{s}" for s in range(7)}
+                | {f"lazy-torch-s{s}" for s in range(6)})
+    folders = {p.name for p in (runs / "t").iterdir() if p.is_dir() and p.name != "plots"}
+    assert folders == expected
+    assert all(rundir.run_status(runs / "t" / name) == rundir.Status.DONE for name in expected)
+    final = {r["variant"]: r for r in read_audit(runs / "t") if r["final"]}
+    assert (final["lazy"]["verdict"], final["lazy"]["n"]) == ("worse", 6)
+    assert (final["same"]["verdict"], final["same"]["n"], final["same"]["mean_diff"]) == ("undecided", 7, 0.0)
+    assert "round 4, n=6: lazy vs base (torch): worse" in out, out
+    audit = (runs / "t" / AUDIT).read_text()
+    again = _ablate(path, runs)  # everything done: the rounds replay from the records, nothing trains
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0 and "to train" not in out, out
+    assert (runs / "t" / AUDIT).read_text() == audit
