@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import stats
 
 SPENDING = ("pocock", "obrien-fleming")
 #: The largest n the exact test enumerates (2^n sign patterns).
@@ -38,6 +37,8 @@ def spent_alpha(t: float, alpha: float = 0.05, spending: str = "pocock") -> floa
     if spending == "pocock":
         return alpha * math.log(1.0 + (math.e - 1.0) * t)
     if spending == "obrien-fleming":
+        from scipy import stats
+
         return float(2.0 - 2.0 * stats.norm.cdf(stats.norm.ppf(1.0 - alpha / 2.0) / math.sqrt(t)))
     raise ValueError(f"unknown spending function {spending!r} (valid: {', '.join(SPENDING)})")
 
@@ -96,6 +97,8 @@ def seeds_needed(diffs, alpha: float = 0.05, power: float = 0.8) -> int | None:
     mean, sd = float(d.mean()), float(d.std(ddof=1))
     if mean == 0.0 or sd == 0.0 or not math.isfinite(mean / sd):
         return None
+    from scipy import stats
+
     z = stats.norm.ppf(1.0 - alpha / 2.0) + stats.norm.ppf(power)
     return int(math.ceil((z * sd / abs(mean)) ** 2))
 
