@@ -86,6 +86,19 @@ def test_bad_baseline_decide_on_and_per_framework_seeds():
         "seeds.jittor: missing (seeds given per framework name every framework: torch, jittor)")
 
 
+def test_dry_run_shows_round_1_and_the_most_runs(tmp_path, capsys):
+    from unetlab.cli import main
+
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(ablation()))
+    assert main(["ablate", str(path), "--runs", str(tmp_path / "runs"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ablation t: 9 runs in ")
+    assert "worse-torch-s2" in out and "worse-torch-s3" not in out
+    assert "against 'base' on final_loss; at most 24 runs in all" in out
+    assert not (tmp_path / "runs").exists()
+
+
 # -- the rounds, on runs finished by a stand-in sweep --------------------------------------------
 
 #: final loss of (variant, seed): "worse" is worse on every seed; "same" is noise around the baseline
