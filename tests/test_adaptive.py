@@ -1,12 +1,10 @@
 """Adaptive seeds: the ablation keys, the rounds, their audit trail and resuming."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
