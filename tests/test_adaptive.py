@@ -131,7 +131,7 @@ def _folders(root: Path) -> set[str]:
     return {p.name for p in root.iterdir() if p.is_dir()}
 
 
-def test_runs_stop_per_variant_as_the_rule_says(tmp_path):
+def test_runs_stop_per_variant_as_the_rule_says(tmp_path, capsys):
     a = parse_ablation(ablation())
     lines = []
     final = run_adaptive(a, tmp_path, FakeSweep(tmp_path), echo=lines.append)
@@ -143,6 +143,11 @@ def test_runs_stop_per_variant_as_the_rule_says(tmp_path):
                 | {f"worse-torch-s{s}" for s in range(6)})
     assert _folders(tmp_path) == expected
     assert "round 4, n=6: worse vs base (torch): worse (p 0.0312 <= 0.0414), stops" in lines
+    from unetlab.commands.ablate_adaptive import print_adaptive_plan
+
+    print_adaptive_plan(a, tmp_path)  # --status: the later rounds' runs too
+    out = capsys.readouterr().out
+    assert "same-torch-s7" in out and "worse-torch-s5" in out and "worse-torch-s6" not in out
     assert any(line.startswith("round 3, n=5: same vs base (torch): undecided (p ") for line in lines)
     audit = read_audit(tmp_path)
     assert [(r["round"], r["variant"]) for r in audit][:3] == [(1, "worse"), (1, "same"), (2, "worse")]

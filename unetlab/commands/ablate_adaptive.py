@@ -6,14 +6,16 @@ from pathlib import Path
 
 
 def print_adaptive_plan(ablation, root: Path) -> None:
-    """Round 1's plan, and the most runs the rounds can take."""
+    """Round 1's plan and the later rounds' runs already begun, and the most runs the rounds can take."""
     from ..adaptive import comparisons, first_round
     from .ablate import print_plan
 
-    print_plan(dataclasses.replace(ablation, runs=tuple(first_round(ablation))), root)
+    first = {r.name for r in first_round(ablation)}
+    shown = [r for r in ablation.runs if r.name in first or (Path(root) / r.name).is_dir()]
+    print_plan(dataclasses.replace(ablation, runs=tuple(shown)), root)
     plans = ", ".join(f"{f}: seeds {p.min}..{p.max} (alpha {p.alpha:g}, {p.spending} spending)"
                       for f, p in ablation.adaptive.items())
-    print(f"adaptive seeds ({plans}): round 1 above, then one seed per round for the undecided of "
+    print(f"adaptive seeds ({plans}): round 1 (and any later run begun) above, then one seed per round for the undecided of "
           f"{len(comparisons(ablation))} comparison(s) against {ablation.baseline!r} on {ablation.decide_on}; "
           f"at most {len(ablation.runs)} runs in all")
 
