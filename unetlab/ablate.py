@@ -6,8 +6,9 @@ An ablation file holds ``name``, ``base`` (a run spec, or the path of one), ``va
 :mod:`unetlab.seed_plan`), ``frameworks`` (a list, or a mapping of framework to its own
 overrides, e.g. ``{torch: {train.precision: bf16}, jittor: {}}``), and for comparisons the
 ``baseline`` variant (default: the first) and the metric they are decided on (``decide_on``:
-``score`` or ``final_loss``; default the score when every run is scored, else the final loss).  A budget given by an override replaces
-the budget below it.  The whole file is checked before anything runs: every
+``score`` or ``final_loss``; default the score when every run is scored, else the final loss).
+A budget given by an override replaces the budget below it.  The whole file is checked before
+anything runs: every
 expanded run's spec goes through :func:`resolve_run_spec`, and an error names the key path
 in the file that made it invalid (``variants.no_attn.model.blocks.attention: ...``).
 """

@@ -3,7 +3,8 @@
 From the results table (``table.load_table``): for each ablation/variant/grid point that ran
 in both frameworks, the ratio jittor / torch of final loss, train img/s, sample img/s, peak
 memory and FID over the seeds that ran in both (averaged first): a framework with more seeds
-(e.g. adaptive PyTorch seeds against one Jittor seed) is compared on the shared seeds only.  A ratio above 1 means Jittor's figure is larger.
+(e.g. adaptive PyTorch seeds against one Jittor seed) is compared on the shared seeds only.
+A ratio above 1 means Jittor's figure is larger.
 """
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ def print_adaptive_plan(ablation, root: Path) -> None:
     print_plan(dataclasses.replace(ablation, runs=tuple(shown)), root)
     plans = ", ".join(f"{f}: seeds {p.min}..{p.max} (alpha {p.alpha:g}, {p.spending} spending)"
                       for f, p in ablation.adaptive.items())
-    print(f"adaptive seeds ({plans}): round 1 (and any later run begun) above, then one seed per round for the undecided of "
-          f"{len(comparisons(ablation))} comparison(s) against {ablation.baseline!r} on {ablation.decide_on}; "
-          f"at most {len(ablation.runs)} runs in all")
+    print(f"adaptive seeds ({plans}): round 1 (and any later run begun) above, then one seed per round "
+          f"for the undecided of {len(comparisons(ablation))} comparison(s) against {ablation.baseline!r} "
+          f"on {ablation.decide_on}; at most {len(ablation.runs)} runs in all")
 
 
 def print_verdicts(final: dict) -> None:
