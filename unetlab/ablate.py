@@ -8,9 +8,8 @@ overrides, e.g. ``{torch: {train.precision: bf16}, jittor: {}}``), and for compa
 ``baseline`` variant (default: the first) and the metric they are decided on (``decide_on``:
 ``score`` or ``final_loss``; default the score when every run is scored, else the final loss).
 A budget given by an override replaces the budget below it.  The whole file is checked before
-anything runs: every
-expanded run's spec goes through :func:`resolve_run_spec`, and an error names the key path
-in the file that made it invalid (``variants.no_attn.model.blocks.attention: ...``).
+anything runs: every expanded run's spec goes through :func:`resolve_run_spec`, and an error
+names the key path in the file that made it invalid (``variants.no_attn.model.blocks.attention: ...``).
 """
 from __future__ import annotations
 
