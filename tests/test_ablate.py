@@ -129,7 +129,7 @@ def test_missing_budget_unknown_keys_and_bad_top_level_values():
     assert error(ablation(base=base, variants={"v": {}})).startswith("variants.v.train: no training budget")
     assert error(ablation(variants={"v": {"train.epochs": 1.0, "train.minutes": 2.0}})) == \
         "variants.v.train: give one budget of steps, epochs or minutes, not epochs and minutes"
-    assert error(ablation(seed=[1])) == "seed: unknown key (valid keys: name, base, variants, grid, seeds, frameworks, search)"
+    assert error(ablation(seed=[1])) == "seed: unknown key (valid keys: name, base, variants, grid, seeds, frameworks, search, baseline, decide_on)"
     assert error(ablation(variants={"v": {"modle.dropout": 0.1}})).startswith("variants.v.modle: unknown section")
     assert error(ablation(frameworks=["torch", "tensorflow"])) == \
         "frameworks: unknown framework 'tensorflow' (valid frameworks: torch, jittor)"

@@ -15,12 +15,17 @@ def test_ratios_per_variant_that_ran_in_both(tmp_path):
     df = compare(load_table(root), "framework")
     assert list(df["variant"]) == ["a"]  # b ran in PyTorch only
     row = df.iloc[0]
-    assert row["seeds"] == 2  # PyTorch's two seeds are averaged first
-    assert row["final loss J/T"] == pytest.approx(0.11 / 0.20)
-    assert row["train img/s J/T"] == pytest.approx(100 / 400)
-    assert row["sample img/s J/T"] == pytest.approx(1500 / 2000)
+    assert row["seeds"] == 1  # seed-paired: PyTorch's seed 1 has no Jittor run, so it is left out
+    assert row["final loss J/T"] == pytest.approx(0.11 / 0.10)
+    assert row["train img/s J/T"] == pytest.approx(100 / 200)
+    assert row["sample img/s J/T"] == pytest.approx(1500 / 1000)
     assert row["peak mem J/T"] == pytest.approx(3.0)
-    assert row["FID J/T"] == pytest.approx(3.0 / 3.0)
+    assert row["FID J/T"] == pytest.approx(3.0 / 2.0)
+    fake_run(root, "a", "jittor", seed=1, loss=0.33, img_s=300.0, sample_img_s=3000.0, peak_mem=2**20, fid=6.0)
+    row = compare(load_table(root), "framework").iloc[0]
+    assert row["seeds"] == 2  # both seeds in both: averaged first
+    assert row["final loss J/T"] == pytest.approx((0.11 + 0.33) / (0.10 + 0.30))
+    assert row["FID J/T"] == pytest.approx((3.0 + 6.0) / (2.0 + 4.0))
 
 
 def test_compare_command(tmp_path, capsys):

@@ -2,11 +2,14 @@
 
 An ablation file holds ``name``, ``base`` (a run spec, or the path of one), ``variants``
 (named overrides of the base), an optional ``grid`` (dotted key -> list of values, crossed),
-``seeds`` and ``frameworks`` (a list, or a mapping of framework to its own overrides, e.g.
-``{torch: {train.precision: bf16}, jittor: {}}``).  A budget given by an override replaces
-the budget below it.  The whole file is checked before anything runs: every
-expanded run's spec goes through :func:`resolve_run_spec`, and an error names the key path
-in the file that made it invalid (``variants.no_attn.model.blocks.attention: ...``).
+``seeds`` (a list, adaptive ``{min, max, until: decided}``, or either per framework: see
+:mod:`unetlab.seed_plan`), ``frameworks`` (a list, or a mapping of framework to its own
+overrides, e.g. ``{torch: {train.precision: bf16}, jittor: {}}``), and for comparisons the
+``baseline`` variant (default: the first) and the metric they are decided on (``decide_on``:
+``score`` or ``final_loss``; default the score when every run is scored, else the final loss).
+A budget given by an override replaces the budget below it.  The whole file is checked before
+anything runs: every expanded run's spec goes through :func:`resolve_run_spec`, and an error
+names the key path in the file that made it invalid (``variants.no_attn.model.blocks.attention: ...``).
 """
 from __future__ import annotations
 
@@ -24,9 +27,11 @@ from .frameworks import FRAMEWORKS
 from .registry import get_registry
 from .search_spec import SearchSpec, parse_search
 from .seeds import check_seed
+from .seed_plan import AdaptiveSeeds, parse_seeds, seeds_of
 from .spec import SECTIONS, deep_merge, expand_dotted, load_mapping, load_yaml, resolve_run_spec
 
-TOP_KEYS = ("name", "base", "variants", "grid", "seeds", "frameworks", "search")
+TOP_KEYS = ("name", "base", "variants", "grid", "seeds", "frameworks", "search", "baseline", "decide_on")
+DECIDE_ON = ("score", "final_loss")
 BUDGETS = ("steps", "epochs", "minutes")
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
@@ -72,6 +77,14 @@ class Ablation:
     runs: tuple
     source: str = ""
     search: SearchSpec | None = None  # a sampled search: ``runs`` are its studies' templates
+    seed_plans: dict = field(default_factory=dict)  # framework -> seed list | AdaptiveSeeds
+    baseline: str | None = None  # the variant the others are compared with
+    decide_on: str | None = None  # score | final_loss (lower is better)
+
+    @property
+    def adaptive(self) -> dict:
+        """framework -> :class:`unetlab.seed_plan.AdaptiveSeeds`, for the frameworks with adaptive seeds."""
+        return {f: p for f, p in self.seed_plans.items() if isinstance(p, AdaptiveSeeds)}
 
 
 # -- naming ----------------------------------------------------------------------------------
@@ -178,20 +191,6 @@ def _grid(value: Any) -> dict:
     return {str(k): list(v) for k, v in value.items()}
 
 
-def _seeds(value: Any) -> list:
-    if value is None:
-        return [0]
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise UnetlabError(f"seeds: expected a non-empty list of int, got {value!r}")
-    for i, seed in enumerate(value):
-        check_seed(seed, f"seeds[{i}]")
-    if len(set(value)) != len(value):
-        raise UnetlabError(f"seeds: repeated seed in {value}")
-    return value
-
-
 def _frameworks(value: Any) -> dict:
     """framework -> overrides; a list means no overrides."""
     if value is None:
@@ -276,7 +275,9 @@ def parse_ablation(raw: Any, name: str = "ablation", source: Path | None = None)
         raise UnetlabError(f"name: {name!r} is not a usable folder name (letters, digits and _ . + = -)")
     base = _load_base(raw.get("base"), source)
     variants, grid = _variants(raw.get("variants")), _grid(raw.get("grid"))
-    seeds, frameworks = _seeds(raw.get("seeds")), _frameworks(raw.get("frameworks"))
+    frameworks = _frameworks(raw.get("frameworks"))
+    seed_plans = parse_seeds(raw.get("seeds"), list(frameworks))
+    baseline = _baseline(raw.get("baseline", next(iter(variants))), variants)
     search = parse_search(raw.get("search"), ("model",) + tuple(SECTIONS))
     if search is not None and not search.sampled:  # method grid: its choices are grid axes
         clash = [d.key for d in search.space if d.key in grid]
@@ -288,8 +289,9 @@ def parse_ablation(raw: Any, name: str = "ablation", source: Path | None = None)
         if grid:
             raise UnetlabError("grid: a sampled search (method random or tpe) cannot be crossed with a grid; "
                                "put the grid's values in search.space as choices")
-        if len(seeds) != 1:
-            raise UnetlabError(f"seeds: a search trains one seed per trial, got {seeds} "
+        seeds = next(iter(seed_plans.values()))
+        if any(plan != seeds for plan in seed_plans.values()) or not isinstance(seeds, list) or len(seeds) != 1:
+            raise UnetlabError(f"seeds: a search trains one seed per trial, got {raw.get('seeds')} "
                                f"(one study per variant x framework; run another seed as another ablation)")
     _resolve_layers([("base", base)])
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
@@ -302,7 +304,7 @@ def parse_ablation(raw: Any, name: str = "ablation", source: Path | None = None)
                 spec = _resolve_layers(layers, grid_label(point))
                 _check_budget(spec, f"variants.{variant}")
                 _check_framework(spec, framework, layers)
-                for seed in seeds:
+                for seed in seeds_of(seed_plans[framework]):
                     run_spec = deep_merge(spec, {"train": {"seed": seed}})
                     run = Run(name, variant, point, framework, seed, run_spec, layers=tuple(layers))
                     if run.name in names:
@@ -319,7 +321,28 @@ def parse_ablation(raw: Any, name: str = "ablation", source: Path | None = None)
             for dim in search.space:
                 for value in dim.candidates():
                     trial_run(template, 0, {dim.key: value})
-    return Ablation(name, tuple(runs), str(source or ""), search)
+    decide_on = _decide_on(raw.get("decide_on"), runs)
+    return Ablation(name, tuple(runs), str(source or ""), search, seed_plans, baseline, decide_on)
+
+
+def _baseline(value: Any, variants: dict) -> str:
+    if value not in variants:
+        raise UnetlabError(f"baseline: {value!r} is not a variant (variants: {', '.join(variants)})")
+    return value
+
+
+def _decide_on(value: Any, runs: list) -> str:
+    """The comparisons' metric: the score when every run is scored, else the final loss."""
+    scored = all(run.spec["eval"]["fid_samples"] > 0 for run in runs)
+    if value is None:
+        return "score" if scored else "final_loss"
+    if value not in DECIDE_ON:
+        raise UnetlabError(f"decide_on: expected one of {', '.join(DECIDE_ON)} (lower is better), got {value!r}")
+    if value == "score" and not scored:
+        unscored = next(run for run in runs if run.spec["eval"]["fid_samples"] <= 0)
+        raise UnetlabError(f"decide_on: score, but {unscored.variant} scores nothing (eval.fid_samples is 0); "
+                           f"set eval.fid_samples or decide on final_loss")
+    return value
 
 
 def _check_pruned_metric_is_logged(search: SearchSpec, runs: list) -> None:

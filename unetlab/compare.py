@@ -2,7 +2,9 @@
 
 From the results table (``table.load_table``): for each ablation/variant/grid point that ran
 in both frameworks, the ratio jittor / torch of final loss, train img/s, sample img/s, peak
-memory and FID (seeds averaged first).  A ratio above 1 means Jittor's figure is larger.
+memory and FID over the seeds that ran in both (averaged first): a framework with more seeds
+(e.g. adaptive PyTorch seeds against one Jittor seed) is compared on the shared seeds only.
+A ratio above 1 means Jittor's figure is larger.
 """
 from __future__ import annotations
 
@@ -18,11 +20,14 @@ COMPARABLE = ("framework",)
 
 
 def compare_frameworks(df: pd.DataFrame, numerator: str = "jittor", denominator: str = "torch") -> pd.DataFrame:
-    """One row per variant that ran in both frameworks: seeds, then the J/T ratios (None where
-    either side lacks the figure)."""
+    """One row per variant that ran in both frameworks: the seeds both ran, then the J/T ratios
+    over those seeds (None where either side lacks the figure)."""
     rows = []
     for ident, part in df.groupby(KEYS, sort=False, dropna=False):
         means = {}
+        shared = set(part.loc[part["framework"] == numerator, "seed"])
+        shared &= set(part.loc[part["framework"] == denominator, "seed"])
+        part = part[part["seed"].isin(shared)]  # seed-paired: extra seeds on one side would skew the ratios
         for framework in (numerator, denominator):
             runs = part[part["framework"] == framework]
             if runs.empty:
@@ -30,7 +35,7 @@ def compare_frameworks(df: pd.DataFrame, numerator: str = "jittor", denominator:
             means[framework] = {col: pd.to_numeric(runs[col], errors="coerce").mean() for col in RATIOS}
         else:
             row = dict(zip(KEYS, ident))
-            row["seeds"] = int((part["framework"] == denominator).sum())
+            row["seeds"] = len(shared)
             for col, name in RATIOS.items():
                 top, bottom = means[numerator][col], means[denominator][col]
                 row[name] = top / bottom if pd.notna(top) and pd.notna(bottom) and bottom != 0 else None

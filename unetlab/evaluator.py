@@ -41,7 +41,7 @@ class PeriodicEvaluator:
     def run(self, trainer, elapsed: float) -> float:
         """Score ``trainer.ema`` now, append the record; returns the seconds it took."""
         began = time.perf_counter()
-        record = self.score(trainer.ema, trainer.seed)
+        record = self.score(trainer.ema, trainer.stream_seed)
         trainer.backend.set_train(trainer.ema, False)
         seconds = time.perf_counter() - began
         rundir.append_jsonl(trainer.run_dir / rundir.METRICS, [{

@@ -72,7 +72,9 @@ def generate(model, spec: dict, n: int, seed: int = 0, batch_size: int | None = 
              progress=None) -> tuple[np.ndarray, dict]:
     """``n`` samples (N, C, H, W) in [-1, 1] from ``model`` with the spec's sampler, and timing.
 
-    The initial noise comes from numpy (``seed``), so both frameworks start from the same x_T.
+    The initial noise comes from numpy (``seed``), so both frameworks start from the same x_T;
+    a stochastic sampler's per-step noise comes from the framework's RNG, seeded per batch from
+    ``seed``, so variants of one seed share it too (common random numbers).
     Returns the images and ``{"seconds", "nfe", "sample_img_s"}`` where sample_img_s counts
     network evaluations times batch per second.
     """
@@ -89,6 +91,7 @@ def generate(model, spec: dict, n: int, seed: int = 0, batch_size: int | None = 
         b = min(batch_size, n - start)
         x_T = backend.tensor(rng.standard_normal((b, m["in_channels"], m["image_size"], m["image_size"]),
                                                  dtype=np.float32))
+        backend.seed(int(np.random.SeedSequence([seed, 3, start]).generate_state(1)[0] % (2 ** 31)))
         backend.synchronize()
         t0 = time.perf_counter()
         if sample["sampler"] == "ddpm":

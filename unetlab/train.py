@@ -2,7 +2,9 @@
 
 Everything random in a step -- the batch, its flips, the timesteps, the noise (with
 ``train.noise: host``) and the framework's own RNG (dropout) -- is seeded from
-``(seed, step)``, so a resumed run repeats exactly what an uninterrupted one does.  The
+``(seed, step)``, so a resumed run repeats exactly what an uninterrupted one does, and two
+variants with the same seed share them wherever shapes agree (common random numbers; see
+:mod:`unetlab.crn` for ``train.crn``).  The
 checkpoint also holds the losses of the open log window, so the resumed run's metrics records
 are the uninterrupted run's too.  SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 (a cluster's warning before
 preemption or the time limit) stop training after the current step with a checkpoint at that step;
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import distributed, rundir
+from .crn import stream_seed
 from .data import Batches, DeviceBatches, load_dataset
 from .diffusion import make_schedule, sample_timesteps, training_loss
 from .errors import UnetlabError
@@ -63,7 +66,8 @@ class Trainer:
     def __init__(self, spec, run_dir, framework: str, seed: int | None = None, identity: dict | None = None):
         self.spec = resolve_run_spec(spec)
         self.train = self.spec["train"]
-        self.seed = self.train["seed"] if seed is None else seed
+        self.seed = self.train["seed"] if seed is None else seed  # as recorded in config.json
+        self.stream_seed = stream_seed(self.seed, self.train["crn"], (identity or {}).get("variant"), self.spec)
         self.framework = framework
         check_run_section(framework, "train", self.train)
         self.backend = backend_for(framework)
@@ -80,16 +84,16 @@ class Trainer:
         if self.world.writes:
             rundir.claim_config(self.run_dir, run_config(self.spec, framework, self.seed, identity))
         m = self.spec["model"]
-        self.images = load_dataset(self.spec["data"], m["image_size"], m["in_channels"], self.seed)
-        self.batches = Batches(self.images, self.train["batch_size"], self.seed, self.spec["data"]["flip"],
+        self.images = load_dataset(self.spec["data"], m["image_size"], m["in_channels"], self.stream_seed)
+        self.batches = Batches(self.images, self.train["batch_size"], self.stream_seed, self.spec["data"]["flip"],
                                part=self.part)
         # with device noise, the images stay on the device too: nothing image-sized is copied per step
         self.device_batches = (DeviceBatches(self.batches, self.backend, self.ops)
                                if self.train["noise"] == "device" else None)
         self.total_steps = budget_steps(self.train, len(self.images))
         self.betas = make_schedule(self.spec["diffusion"]).betas
-        self.model = build_model(m, framework, seed=self.seed)
-        self.ema = build_model(m, framework, seed=self.seed)
+        self.model = build_model(m, framework, seed=self.stream_seed)
+        self.ema = build_model(m, framework, seed=self.stream_seed)
         self.backend.set_train(self.ema, False)
         self.forward = self.backend.fast_forward(
             self.model, self.train["compile_mode"] if self.train["compile"] else None, self.train["channels_last"],
@@ -144,7 +148,7 @@ class Trainer:
         timesteps on the host.  The global batch's draws are made whole and sliced, so every
         world size sees the same global batch."""
         b = self.backend
-        rng = np.random.default_rng([self.seed, 4, step])
+        rng = np.random.default_rng([self.stream_seed, 4, step])
         t = sample_timesteps(rng, self.train["batch_size"], self.spec["diffusion"]["T"],
                              self.spec["diffusion"]["timestep_sampling"])[self.part]
         if self.device_batches is None:
@@ -161,7 +165,7 @@ class Trainer:
     def train_step(self):
         """One optimizer step; returns (loss tensor, grad-norm tensor)."""
         b, diffusion = self.backend, self.spec["diffusion"]
-        b.seed(distributed.framework_seed(self.seed, self.step, self.world.rank))
+        b.seed(distributed.framework_seed(self.stream_seed, self.step, self.world.rank))
         x0, t, noise = self._batch(self.step)
         lr = _lr_at(self.train, self.step)
         self.opt.set_lr(lr)
@@ -327,7 +331,7 @@ class Trainer:
             return {"status": "done", "step": self.step}
         rundir.save_arrays(self.run_dir / rundir.EMA, get_weights(self.ema))
         sample_from = self.ema if self.spec["sample"]["ema"] else self.model
-        images, timing = generate(sample_from, self.spec, self.spec["sample"]["num_images"], seed=self.seed)
+        images, timing = generate(sample_from, self.spec, self.spec["sample"]["num_images"], seed=self.stream_seed)
         save_png(grid(to_uint8(images)), self.run_dir / rundir.GRID)
         summary = summarize(self.run_dir, self.spec, self.framework)
         summary.update({"status": "done", "step": self.step, "sample_img_s": timing["sample_img_s"],

@@ -8,7 +8,8 @@ from .argtypes import positive_int
 
 def add_parser(sub):
     p = sub.add_parser("ablate", help="run an ablation file: variants x grid x seeds x frameworks")
-    p.add_argument("file", help="ablation YAML (name, base, variants, grid, seeds, frameworks)")
+    p.add_argument("file", help="ablation YAML (name, base, variants, grid, seeds, frameworks; seeds may be "
+                                "adaptive: {min, max, until: decided})")
     p.add_argument("--runs", default="runs", help="runs folder (default: runs); runs go to RUNS/<ablation>/")
     p.add_argument("--dry-run", action="store_true", help="validate and show the plan, run nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -111,6 +112,10 @@ def run(args):
         if engine is not None:  # the cluster places the trials: one lane per trial at once
             pool = Pool((), ablation.search.parallel, None, pin=False)
         return run_search_command(args, ablation, root, pool, engine=engine)
+    if ablation.adaptive:  # rounds of seeds until the comparisons are decided
+        from .ablate_adaptive import run_adaptive_command
+
+        return run_adaptive_command(args, ablation, root, pool, engine)
     print_plan(ablation, root)
     if args.status:
         show_jobs(root)

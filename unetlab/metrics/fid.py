@@ -256,6 +256,7 @@ def score_run(run_dir, n: int | None = None, reference: str | None = None, mode:
     (``value``, ``name``), its bootstrap ``se``/``ci_low``/``ci_high`` over ``bootstrap``
     replicates, the extra ``metrics`` (KID, precision, recall, density, coverage) and the protocol.
     """
+    from ..crn import stream_seed
     from ..data import load_dataset
     from ..sampling import generate, to_uint8
     from ..spec import resolve_run_spec
@@ -276,13 +277,14 @@ def score_run(run_dir, n: int | None = None, reference: str | None = None, mode:
     if reference != "dataset":
         ensure_fid_files(mode, cache_dir)  # fail before sampling, not after
     model = _run_model(run_dir, spec, framework, sample["ema"])
-    images, _ = generate(model, spec, n, seed=run.get("seed", 0))
+    seed = stream_seed(run.get("seed", 0), spec["train"]["crn"], run.get("variant"), spec)
+    images, _ = generate(model, spec, n, seed=seed)
     train_images = None
     if reference == "dataset":
         m = spec["model"]
-        train_images = to_uint8(load_dataset(spec["data"], m["image_size"], m["in_channels"], run.get("seed", 0)))
+        train_images = to_uint8(load_dataset(spec["data"], m["image_size"], m["in_channels"], seed))
     record = score_record(to_uint8(images), reference, mode, cache_dir, train_images, spec["data"]["dataset"],
-                          features, bootstrap, seed=run.get("seed", 0))
+                          features, bootstrap, seed=seed)
     return {**record, "n": n, "sampler": sample["sampler"],
             "steps": sample["steps"] if sample["sampler"] == "ddim" else spec["diffusion"]["T"],
             "eta": sample["eta"], "ema": sample["ema"], "reference": reference, "framework": framework}

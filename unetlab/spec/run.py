@@ -68,6 +68,8 @@ TRAIN = OptionSet((
     Option("log_every", int, 10, "write a metrics record every N steps"),
     Option("checkpoint_every", int, 200, "write the resumable checkpoint every N steps"),
     Option("seed", int, 0, "seed of weights, data order and noise", low=0, high=MAX_SEED),
+    Option("crn", bool, True, "common random numbers: variants with the same seed share data order, "
+           "timesteps and noise (false: offset by a hash of the variant, to measure what pairing buys)"),
 ))
 
 SAMPLE = OptionSet((

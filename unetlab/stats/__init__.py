@@ -1,1 +1,2 @@
-"""Statistics for ablations: intervals and tests over seeds, comparisons against a baseline variant."""
+"""Framework-neutral statistics for ablations: intervals and tests over seeds, comparisons against a
+baseline variant, and the stopping rule of adaptive seeds."""
