@@ -5,7 +5,7 @@ the framework RNG (dropout, device noise), the initial weights (per parameter na
 sampling noise -- is a function of the run's seed, and of nothing about its variant.  So, with
 ``train.crn: true`` (the default), two variants trained with the same seed see the same batches,
 timesteps and noise wherever their shapes agree, and the seed-paired difference of their scores
-has a smaller variance than that of two independent runs (measured in docs/statistics-crn.md).
+has a smaller variance than that of two independent runs (measured in docs/statistics.md (common random numbers)).
 
 ``train.crn: false`` offsets the streams by a hash of the run's variant name (of its model
 section outside an ablation), which makes the variants' randomness independent: for measuring
