@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unetlab import rundir
+from unetlab.run import rundir
 from unetlab.sampling import grid, save_png
 
 from tiny import digits_run

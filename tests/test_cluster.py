@@ -15,12 +15,12 @@ import yaml
 
 import slurm_cluster
 from conftest import REPO_ROOT, tiny_digits_spec
-from unetlab import rundir
-from unetlab.ablate import load_ablation
+from unetlab.run import rundir
+from unetlab.sweeps.ablation import load_ablation
 from unetlab.cli import main
-from unetlab.rundir import Status
-from unetlab.sweep import plan_rows, run_sweep
-from unetlab.table import load_table
+from unetlab.run.rundir import Status
+from unetlab.sweeps.sweep import plan_rows, run_sweep
+from unetlab.reports.table import load_table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -142,8 +142,8 @@ def test_engine_options_are_checked_before_anything_runs(tmp_path, capsys):
 
 def test_slurm_options_become_submitit_parameters_or_sbatch_flags():
     pytest.importorskip("submitit")
-    from unetlab.engines import parse_options
-    from unetlab.engines.on_slurm import executor_parameters
+    from unetlab.sweeps.engines import parse_options
+    from unetlab.sweeps.engines.on_slurm import executor_parameters
 
     options = parse_options(["partition=gpu", "time=60", "signal=USR1@120", "mail-type=END"])
     params = executor_parameters(options, gpus=2)
@@ -225,7 +225,7 @@ def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with
 
 def test_ray_runs_each_run_as_a_task_with_its_gpus_and_ends_like_a_local_run(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
-    from unetlab.engines import build
+    from unetlab.sweeps.engines import build
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)

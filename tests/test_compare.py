@@ -2,9 +2,9 @@
 import pytest
 
 from unetlab.cli import main
-from unetlab.compare import compare
+from unetlab.reports.compare import compare
 from unetlab.errors import UnetlabError
-from unetlab.table import load_table
+from unetlab.reports.table import load_table
 
 from study_runs import fake_run, two_framework_ablation
 

@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from unetlab import UnetlabError, distributed, rundir
+from unetlab import UnetlabError
+from unetlab.run import distributed, rundir
 from unetlab.cli import main
 from unetlab.data import Batches
 from unetlab.spec import resolve_run_spec
-from unetlab.train import run_config, train_run
+from unetlab.run.trainer import run_config, train_run
 
 from conftest import tiny_digits_spec
 
@@ -117,7 +118,7 @@ def test_a_rank_trains_only_under_its_launchers_lock(monkeypatch, tmp_path):
 
 def test_a_rank_started_by_hand_is_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != distributed.NPROC_ENV}
-    done = subprocess.run([sys.executable, "-m", "unetlab.rank", str(tmp_path)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "unetlab.run.rank", str(tmp_path)], capture_output=True, text=True,
                           env=env, timeout=300)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
@@ -134,7 +135,7 @@ def test_two_gloo_ranks_follow_one_process_and_only_rank_0_writes(one_process, t
     two["resources"] = {"gpus": 2}
     rundir.write_config(run, run_config(resolve_run_spec(two), "torch", 0))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([sys.executable, "-m", "unetlab.worker", str(run)], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "unetlab.run.worker", str(run)], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     np.testing.assert_allclose(losses(run), losses(one_process), rtol=0, atol=LOSS_ATOL)
@@ -233,7 +234,7 @@ def test_two_mpi_ranks_of_jittor_follow_one_process(tmp_path):
     ("2", "2", None, "1"), ("2", "2", "0", "1"),  # the launcher's own use_mpi=0 is not inherited
     (None, "2", None, "0"), ("2", None, None, "0"), (None, None, None, "0")])
 def test_jittor_mpi_is_on_only_in_the_ranks_mpirun_started(monkeypatch, nproc, ompi, given, use_mpi):
-    from unetlab.frameworks import jittor_setup
+    from unetlab.frameworks.jittor import setup as jittor_setup
 
     others = ("nvcc_path", "use_cutt", "use_cutlass", "use_nccl", "log_silent")  # prepare() sets them too
     for name, value in (("use_mpi", given), ("use_mkl", "0"), (distributed.NPROC_ENV, nproc),

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unetlab import rundir
-from unetlab.ablate import parse_ablation
+from unetlab.run import rundir
+from unetlab.sweeps.ablation import parse_ablation
 from unetlab.cli import main
 from unetlab.data import digits
 from unetlab.errors import UnetlabError
 from unetlab.metrics import fid
 from unetlab.sampling import save_samples, to_uint8
-from unetlab.worker import work
+from unetlab.run.worker import work
 
 from conftest import tiny_digits_spec
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from unetlab import build_model, get_registry, get_weights, resolve_model_spec, set_weights
-from unetlab.frameworks.jittor_runtime import import_jittor
+from unetlab.frameworks.jittor.runtime import import_jittor
 
 from tiny import PARITY_MODEL, rel_err
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unetlab import rundir
-from unetlab.ablate import load_ablation
+from unetlab.run import rundir
+from unetlab.sweeps.ablation import load_ablation
 from unetlab.cli import main
 from unetlab.errors import UnetlabError
-from unetlab.pool import Pool, Slots, visible_gpus
-from unetlab.sweep import holders, run_sweep
+from unetlab.sweeps.pool import Pool, Slots, visible_gpus
+from unetlab.sweeps.sweep import holders, run_sweep
 
 from conftest import REPO_ROOT, tiny_digits_spec
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unetlab import rundir
+from unetlab.run import rundir
 from unetlab.errors import UnetlabError
-from unetlab.loss_log import FINAL_LOSS_STEPS, LossLog, debiased_ema
-from unetlab.rundir import Status
-from unetlab.table import format_table, load_table, run_row
-from unetlab.train import train_run
+from unetlab.run.loss_log import FINAL_LOSS_STEPS, LossLog, debiased_ema
+from unetlab.run.rundir import Status
+from unetlab.reports.table import format_table, load_table, run_row
+from unetlab.run.trainer import train_run
 
 from conftest import REPO_ROOT, tiny_digits_spec
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, tiny_digits_spec, wait_for
-from unetlab import rundir
+from unetlab.run import rundir
 
 optuna = pytest.importorskip("optuna")
 
@@ -47,7 +47,7 @@ def finish(proc: subprocess.Popen, timeout=600) -> str:
 
 
 def load(root: Path, name="s/a-torch"):
-    from unetlab.search_optuna import storage_for
+    from unetlab.sweeps.search_optuna import storage_for
 
     return optuna.load_study(study_name=name, storage=storage_for(root))
 
@@ -161,8 +161,8 @@ def test_two_sweepers_on_one_study_keep_its_total(tmp_path):
 # -- without training: the search's bookkeeping ----------------------------------------------------
 
 def study_of(tmp_path, trials=2):
-    from unetlab.ablate import load_ablation
-    from unetlab.search import Study
+    from unetlab.sweeps.ablation import load_ablation
+    from unetlab.sweeps.search import Study
 
     ablation = load_ablation(write(tmp_path / "s.yaml", trials))
     storage = optuna.storages.InMemoryStorage()
@@ -188,8 +188,8 @@ def test_a_trial_whose_worker_was_killed_is_left_for_the_next_run_of_the_search(
 
 
 def test_a_lane_gets_exactly_its_slots():
-    from unetlab.pool import Pool
-    from unetlab.search import _lane_pool
+    from unetlab.sweeps.pool import Pool
+    from unetlab.sweeps.search import _lane_pool
 
     pool = Pool(("3", "5", "7"), 3, 4, pin=True)
     lane = _lane_pool(pool, [1, 2])

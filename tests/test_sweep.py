@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from unetlab import rundir
-from unetlab.ablate import load_ablation
-from unetlab.sweep import holders, last_step, plan_rows, release, run_status, run_sweep, try_lock
+from unetlab.run import rundir
+from unetlab.sweeps.ablation import load_ablation
+from unetlab.sweeps.sweep import holders, last_step, plan_rows, release, run_status, run_sweep, try_lock
 
 from conftest import REPO_ROOT, tiny_digits_spec, wait_for
 
@@ -63,7 +63,7 @@ def assert_clean_metrics(run_dir: Path, steps: int):
 
 def uninterrupted(tmp_path, variant_train: dict, steps: int) -> list[dict]:
     """The metrics of the same run trained in one go (the worker calls this same function)."""
-    from unetlab.train import train_run
+    from unetlab.run.trainer import train_run
 
     spec = tiny_digits_spec(steps)
     spec["train"].update(variant_train)

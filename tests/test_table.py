@@ -6,13 +6,13 @@ import io
 import pandas as pd
 import pytest
 
-from unetlab import rundir
-from unetlab.ablate import parse_ablation
+from unetlab.run import rundir
+from unetlab.sweeps.ablation import parse_ablation
 from unetlab.cli import main
 from unetlab.errors import UnetlabError
-from unetlab.table import format_table, load_table
-from unetlab.train import train_run
-from unetlab.worker import work
+from unetlab.reports.table import format_table, load_table
+from unetlab.run.trainer import train_run
+from unetlab.run.worker import work
 
 from conftest import tiny_digits_spec
 
@@ -111,7 +111,7 @@ def test_torch_vs_jittor_overlay(runs, tmp_path):
     """Curves of the same variant in both frameworks get an overlay plot."""
     import shutil
 
-    from unetlab.plots import write_plots
+    from unetlab.reports.plots import write_plots
 
     src = runs / "a-torch-s0"
     dst = tmp_path / "abl" / "a-jittor-s0"

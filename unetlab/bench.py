@@ -113,7 +113,7 @@ def run_bench(spec, frameworks, precisions, batch_sizes, compile_modes, steps=5,
               log=print, channels_last=(None,)) -> list[dict]:
     """Every valid combination measured in this process; skipped ones say why."""
     if on_gpu is None:
-        from .frameworks.jittor_setup import cuda_device_visible
+        from .frameworks.jittor.setup import cuda_device_visible
 
         on_gpu = cuda_device_visible()
     rows = []

@@ -144,7 +144,7 @@ def run_weights(run_dir, ema: bool = True) -> tuple:
     """
     from pathlib import Path
 
-    from . import rundir
+    from .run import rundir
 
     run_dir = Path(run_dir)
     if ema and (run_dir / rundir.EMA).is_file():

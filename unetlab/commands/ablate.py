@@ -38,7 +38,7 @@ def add_parser(sub):
 def print_plan(ablation, root: Path) -> None:
     from tabulate import tabulate
 
-    from ..sweep import plan_rows
+    from ..sweeps.sweep import plan_rows
 
     rows = plan_rows(ablation, root)
     counts = {}
@@ -71,7 +71,7 @@ def check_data(ablation) -> None:
 
 def show_jobs(root: Path) -> None:
     """The Slurm jobs of the ablation's latest submissions and their tasks' states."""
-    from ..engines.on_slurm import status_lines
+    from ..sweeps.engines.on_slurm import status_lines
 
     lines = status_lines(root)
     if lines:
@@ -80,13 +80,13 @@ def show_jobs(root: Path) -> None:
 
 
 def run(args):
-    from ..ablate import load_ablation
+    from ..sweeps.ablation import load_ablation
     from ..errors import UnetlabError
-    from ..sweep import run_status, run_sweep
+    from ..sweeps.sweep import run_status, run_sweep
     from .table import show_table
 
-    from ..engines import build
-    from ..pool import Pool
+    from ..sweeps.engines import build
+    from ..sweeps.pool import Pool
 
     if args.engine == "local":
         pool = Pool.build(args.gpus, args.jobs)  # a bad --gpus or --jobs: one line, nothing run
@@ -128,7 +128,7 @@ def run(args):
         print(f"\nstopped; the current run is marked interrupted -- rerun `unetlab ablate {args.file}"
               f"{'' if args.runs == 'runs' else f' --runs {args.runs}'}` to resume it")
         raise
-    from ..table import find_runs
+    from ..reports.table import find_runs
 
     if args.detach:
         return 0

@@ -10,8 +10,8 @@ def print_search_plan(ablation, root: Path, storage: str | None, pool) -> None:
 
     from tabulate import tabulate
 
-    from ..search_optuna import JOURNAL, study_name
-    from ..search_spec import metric_label
+    from ..sweeps.search_optuna import JOURNAL, study_name
+    from ..sweeps.search_spec import metric_label
 
     search = ablation.search
     where = storage or str(root / JOURNAL)
@@ -33,7 +33,7 @@ def _existing_studies(root: Path, storage: str | None) -> dict:
     """Study name -> its trials, read without creating anything (a dry run writes nothing)."""
     import optuna
 
-    from ..search_optuna import JOURNAL, storage_for
+    from ..sweeps.search_optuna import JOURNAL, storage_for
 
     if storage is None and not (root / JOURNAL).is_file():
         return {}
@@ -44,7 +44,7 @@ def _existing_studies(root: Path, storage: str | None) -> dict:
 
 
 def run_search_command(args, ablation, root: Path, pool, engine=None) -> int:
-    from ..search import run_search
+    from ..sweeps.search import run_search
     from .ablate import check_data
     from .table import show_table
 
@@ -60,7 +60,7 @@ def run_search_command(args, ablation, root: Path, pool, engine=None) -> int:
         print(f"\nstopped; running trials are checkpointed -- rerun `unetlab ablate {args.file}"
               f"{'' if args.runs == 'runs' else f' --runs {args.runs}'}` to resume them as the same trials")
         raise
-    from ..table import find_runs
+    from ..reports.table import find_runs
 
     if root.is_dir() and find_runs(root):
         print()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import rundir
+from ..run import rundir
 from ..errors import UnetlabError
 from ..frameworks import FRAMEWORKS
 from ..fs_errors import check_writable

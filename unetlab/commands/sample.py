@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from .. import rundir
+from ..run import rundir
 from ..errors import UnetlabError
 from ..fs_errors import check_writable
 from ..frameworks import FRAMEWORKS

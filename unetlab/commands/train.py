@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import rundir
+from ..run import rundir
 from ..frameworks import FRAMEWORKS
-from ..loss_log import FINAL_LOSS_STEPS
+from ..run.loss_log import FINAL_LOSS_STEPS
 from ..spec import load_mapping, resolve_run_spec, set_dotted
 from .argtypes import non_negative_int, positive_float, positive_int
 
@@ -53,7 +53,7 @@ def preflight(spec: dict, run_dir: Path, framework: str, nproc: int = 1) -> None
     is missing or unreadable, a config.json that is not JSON, a folder that cannot be written, a
     batch that does not split over ``nproc`` processes or a missing launcher.
     (A folder holding another run is refused by ``train_run``, which records the refusal.)"""
-    from .. import distributed
+    from ..run import distributed
     from ..data import check_available
     from ..errors import UnetlabError
     from ..fs_errors import check_writable
@@ -72,7 +72,7 @@ def preflight(spec: dict, run_dir: Path, framework: str, nproc: int = 1) -> None
 
 
 def run(args):
-    from ..train import train_run
+    from ..run.trainer import train_run
 
     spec = resolve_run_spec(apply_overrides(load_mapping(args.spec, "run spec"), args))
     seed = spec["train"]["seed"] if args.seed is None else args.seed

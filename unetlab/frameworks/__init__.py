@@ -66,7 +66,7 @@ def prepare_jittor(device: str | None = None) -> str:
     unetlab does this itself when it first builds or runs anything in Jittor; call it only
     when you import ``jittor`` yourself first.  Returns the one-line set-up summary.
     """
-    from .jittor_runtime import prepare
+    from .jittor.runtime import prepare
 
     return prepare(device)
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from . import jittor_runtime
+from .jittor import runtime as jittor_runtime
 
 jt = jittor_runtime.import_jittor()
 
@@ -186,7 +186,7 @@ def held_memory_bytes() -> int | None:
     used, so this is at least the peak).  None on the CPU or without NVML."""
     if not jt.flags.use_cuda:
         return None
-    from ..metrics.nvml import process_gpu_bytes
+    from .jittor.nvml import process_gpu_bytes
 
     return process_gpu_bytes()
 

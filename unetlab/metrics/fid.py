@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import rundir
+from ..run import rundir
 from ..data import IMAGE_SUFFIXES, list_images
 from ..errors import UnetlabError
 

@@ -1,0 +1,1 @@
+"""What finished runs show: the table, comparisons, plots, the HTML report and the search report."""
