@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UnetlabError
+from .launch import SAFE_PATH_ENV, python_module, safe_env
 
 #: Set by the launcher in the ranks' environment: the number of ranks it started.
 NPROC_ENV = "UNETLAB_NPROC"
@@ -117,13 +118,13 @@ def check_launcher(framework: str) -> str:
 def launch_command(framework: str, nproc: int, module_args: list[str]) -> list[str]:
     """The command starting ``nproc`` ranks of ``python -m MODULE ARGS`` for ``framework``."""
     if framework == "torch":  # torchrun of this Python's PyTorch (passes the environment on)
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                "--no-python", sys.executable, "-m", *module_args]
+        return python_module("torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                             "--no-python", *python_module(*module_args))
     launcher = check_launcher(framework)
     root = ["--allow-run-as-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
     # --oversubscribe: more ranks than cores is allowed (a CPU test); --bind-to none: no pinning
     return [launcher, *root, "--oversubscribe", "--bind-to", "none", "-np", str(nproc),
-            "-x", NPROC_ENV, "-x", LAUNCHER_PID_ENV, "-x", "OMP_NUM_THREADS", sys.executable, "-m", *module_args]
+            "-x", NPROC_ENV, "-x", LAUNCHER_PID_ENV, "-x", "OMP_NUM_THREADS", "-x", SAFE_PATH_ENV, *python_module(*module_args)]
 
 
 def rank_threads(nproc: int) -> dict[str, str]:
@@ -142,7 +143,7 @@ def launch_ranks(framework: str, nproc: int, module_args: list[str]) -> int:
     The ranks run in a session of their own: Ctrl-C (or SIGTERM) here is passed on once to the
     launcher, which stops the ranks (they checkpoint), and is raised here once they are gone.
     """
-    env = {**os.environ, **rank_threads(nproc), NPROC_ENV: str(nproc), LAUNCHER_PID_ENV: str(os.getpid())}
+    env = {**safe_env(), **rank_threads(nproc), NPROC_ENV: str(nproc), LAUNCHER_PID_ENV: str(os.getpid())}
     proc = subprocess.Popen(launch_command(framework, nproc, module_args), env=env, start_new_session=True,
                             stdin=subprocess.DEVNULL)
     interrupted = None

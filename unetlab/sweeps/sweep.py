@@ -26,6 +26,7 @@ from .ablation import Ablation, Run
 from ..errors import UnetlabError
 from .pool import Pool, Slots
 from ..run.rundir import LOCK_FD_ENV, Status, holders, last_step, run_status, try_lock  # noqa: F401 (public here too)
+from ..run.launch import python_module, safe_env
 from ..run.signals import signals_interrupt
 
 LOG = "worker.log"
@@ -104,11 +105,11 @@ def run_worker(run_dir: Path, lock, on_poll=None, env: dict | None = None, where
     the worker (it checkpoints) and raises KeyboardInterrupt.
     """
     run_dir = Path(run_dir)
-    env = {**os.environ, **(env or {}), LOCK_FD_ENV: str(lock.fileno())}
+    env = safe_env({**os.environ, **(env or {}), LOCK_FD_ENV: str(lock.fileno())})
     with open(run_dir / LOG, "ab") as log:
         log.write(f"\n=== worker started {time.strftime('%Y-%m-%d %H:%M:%S')}{where} ===\n".encode())
         log.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "unetlab.run.worker", str(run_dir)], stdout=log,
+        proc = subprocess.Popen(python_module("unetlab.run.worker", str(run_dir)), stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 pass_fds=(lock.fileno(),), start_new_session=True)
     lock.note([os.getpid(), proc.pid])

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ...run import rundir
+from ...run.launch import python_module, safe_env
 from ...run.rundir import Status
 
 LOG = "worker.log"
@@ -56,13 +57,13 @@ def run_task(run_dir: str, env: dict | None = None, where: str = "") -> dict:
     run_dir = Path(run_dir)
     from ...run.worker import LOCK_WAIT_ENV
 
-    env = {**os.environ, LOCK_WAIT_ENV: str(rundir.stale_after_s() + 30), **(env or {})}
+    env = safe_env({**os.environ, LOCK_WAIT_ENV: str(rundir.stale_after_s() + 30), **(env or {})})
     env.pop(rundir.LOCK_FD_ENV, None)
     with open(run_dir / LOG, "ab") as log:
         log.write(f"\n=== worker started {time.strftime('%Y-%m-%d %H:%M:%S')} on host "
                   f"{socket.gethostname()}{where} ===\n".encode())
         log.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "unetlab.run.worker", str(run_dir)], stdout=log,
+        proc = subprocess.Popen(python_module("unetlab.run.worker", str(run_dir)), stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     task_process.append(proc)
     forward = _forward_to(proc, signal.SIGUSR1)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ...run import rundir
 from ...errors import UnetlabError
+from ...run.launch import python_flags
 from . import cluster, require
 
 JOBS_DIR = ".slurm"
@@ -115,7 +116,7 @@ class SlurmEngine:
             by_gpus.setdefault(0 if self.cpu_only else run.spec["resources"]["gpus"], []).append(run)
         jobs: dict[str, str] = {}
         for gpus, group in by_gpus.items():
-            executor = submitit.SlurmExecutor(folder=folder / "%j", python=sys.executable)
+            executor = submitit.SlurmExecutor(folder=folder / "%j", python=f"{sys.executable} {python_flags()}".strip())
             try:
                 executor.update_parameters(job_name=f"unetlab-{root.name}", **executor_parameters(self.options, gpus))
             except ValueError as exc:
