@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from unetlab import UnetlabError
-from unetlab.run import distributed, rundir
+from unetlab.run import distributed, jsonfiles, rundir, runlock
 from unetlab.cli import main
 from unetlab.data import Batches
 from unetlab.spec import resolve_run_spec
@@ -31,7 +31,7 @@ def spec(steps=STEPS, **train):
 
 
 def losses(run_dir):
-    return np.array([r["loss"] for r in rundir.read_jsonl(run_dir / rundir.METRICS)])
+    return np.array([r["loss"] for r in jsonfiles.read_jsonl(run_dir / rundir.METRICS)])
 
 
 def ema(run_dir):
@@ -44,7 +44,7 @@ def files(run_dir):
 
 def hashes(run_dir):
     return {name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest() for name in files(run_dir)
-            if name not in (rundir.LOCK, rundir.EVENTS)}
+            if name not in (runlock.LOCK, rundir.EVENTS)}
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +111,9 @@ def test_a_rank_trains_only_under_its_launchers_lock(monkeypatch, tmp_path):
     with pytest.raises(UnetlabError, match="a rank runs only under the launcher holding the run's lock"):
         train_run(spec(), run, "torch", progress=False)
     assert not run.exists()  # a refused rank writes nothing
-    with rundir.hold(run):  # held by this process, as a launcher holds it: the rank goes ahead
+    with runlock.hold(run):  # held by this process, as a launcher holds it: the rank goes ahead
         with distributed.launcher_lock(run) as held:
-            assert not held.owned and rundir.holders(run) == [os.getpid()]
+            assert not held.owned and runlock.holders(run) == [os.getpid()]
 
 
 def test_a_rank_started_by_hand_is_one_line(tmp_path):
@@ -144,10 +144,10 @@ def test_two_gloo_ranks_follow_one_process_and_only_rank_0_writes(one_process, t
     assert a.keys() == b.keys() and max(np.abs(a[k] - b[k]).max() for k in a) < EMA_ATOL
     # the files of one process, each written once: one metrics record per step, no rank-1 leftovers
     assert files(run) == files(one_process)
-    assert [r["step"] for r in rundir.read_jsonl(run / rundir.METRICS)] == list(range(1, STEPS + 1))
-    summary = rundir.read_json(run / rundir.SUMMARY)
+    assert [r["step"] for r in jsonfiles.read_jsonl(run / rundir.METRICS)] == list(range(1, STEPS + 1))
+    summary = jsonfiles.read_json(run / rundir.SUMMARY)
     assert summary["status"] == "done" and summary["step"] == STEPS
-    assert rundir.holders(run) == []  # the launcher let the lock go; no rank kept it
+    assert runlock.holders(run) == []  # the launcher let the lock go; no rank kept it
 
 
 def test_a_run_checkpointed_under_two_ranks_resumes_under_one(one_process, tmp_path):
@@ -169,7 +169,7 @@ def test_ctrl_c_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
                              "--nproc", "2", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     try:
-        while len(rundir.read_jsonl(run / rundir.METRICS)) < 3:  # training under way
+        while len(jsonfiles.read_jsonl(run / rundir.METRICS)) < 3:  # training under way
             assert proc.poll() is None, proc.communicate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.2)
@@ -178,11 +178,11 @@ def test_ctrl_c_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    summary = rundir.read_json(run / rundir.SUMMARY)
+    summary = jsonfiles.read_json(run / rundir.SUMMARY)
     step = int(np.load(run / rundir.LAST)["step"])
     assert summary["status"] == "interrupted" and summary["step"] == step >= 3, summary
-    assert rundir.read_jsonl(run / rundir.METRICS)[-1]["step"] == step
-    assert rundir.holders(run) == []
+    assert jsonfiles.read_jsonl(run / rundir.METRICS)[-1]["step"] == step
+    assert runlock.holders(run) == []
 
 
 def test_a_batch_that_does_not_split_over_nproc_is_refused_before_writing(one_process, capsys):

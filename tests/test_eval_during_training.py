@@ -2,7 +2,7 @@
 import pytest
 
 from unetlab.errors import UnetlabError
-from unetlab.run.rundir import read_jsonl
+from unetlab.run.jsonfiles import read_jsonl
 from unetlab.spec import resolve_run_spec
 from unetlab.reports.table import load_table
 from unetlab.run.trainer import train_run

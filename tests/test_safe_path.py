@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from unetlab.run import rundir
+from unetlab.run import jsonfiles, rundir
 from unetlab.run.launch import python_module, safe_env
 
 from conftest import REPO_ROOT, tiny_digits_spec
@@ -61,5 +61,5 @@ def test_a_sweep_started_next_to_a_concurrent_py_does_not_import_it(tmp_path):
                           cwd=folder, capture_output=True, text=True, env=child_env(), timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     run = folder / "runs" / "a" / "only-torch-s0"
-    assert rundir.read_json(run / rundir.SUMMARY)["status"] == "done"
+    assert jsonfiles.read_json(run / rundir.SUMMARY)["status"] == "done"
     assert not marker.exists(), (run / "worker.log").read_text()

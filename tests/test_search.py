@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, tiny_digits_spec, wait_for
-from unetlab.run import rundir
+from unetlab.run import checkpoints, jsonfiles, rundir, runlock
 
 optuna = pytest.importorskip("optuna")
 
@@ -71,7 +71,7 @@ def search(tmp_path_factory):
     write(file, 5)
     proc = ablate(file, runs)
     killed = root / RUN.format(3)  # trial 3: the first of the two added
-    wait_for(lambda: (killed / rundir.LAST).is_file() and len(rundir.holders(killed)) == 2, proc)
+    wait_for(lambda: (killed / rundir.LAST).is_file() and len(runlock.holders(killed)) == 2, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     out = finish(ablate(file, runs))
@@ -94,7 +94,7 @@ def test_trials_are_counted_exactly_and_some_are_pruned(search):
         assert state.config["spec"]["train"]["lr"] == trial.params["train.lr"]
         if trial.state.name == "PRUNED":  # stopped early, checkpointed at the step it stopped
             assert state.status == rundir.Status.PRUNED and state.summary["step"] < STEPS
-            assert int(rundir.load_arrays(run_dir / rundir.LAST)["step"]) == state.summary["step"]
+            assert int(checkpoints.load_arrays(run_dir / rundir.LAST)["step"]) == state.summary["step"]
             assert state.summary["reason"].startswith("median on loss at step")
         else:
             assert state.status == rundir.Status.DONE and trial.value == state.summary["final_loss"]
@@ -103,7 +103,7 @@ def test_trials_are_counted_exactly_and_some_are_pruned(search):
 def test_a_killed_trial_resumes_as_the_same_trial(search):
     killed = search["killed"]
     assert starts(killed) == 2  # started, killed with its search, resumed by the rerun
-    steps = [r["step"] for r in rundir.read_jsonl(killed / rundir.METRICS)]
+    steps = [r["step"] for r in jsonfiles.read_jsonl(killed / rundir.METRICS)]
     assert steps == list(range(5, steps[-1] + 1, 5))  # one record per logged step, none repeated
     others = [search["root"] / RUN.format(n) for n in (0, 1, 2, 4)]
     assert [starts(d) for d in others] == [1, 1, 1, 1]

@@ -11,7 +11,7 @@ from unetlab.bench import BenchCase, file_lock, measure
 from unetlab.commands.bench import compile_modes
 from unetlab.frameworks import torch_backend
 from unetlab.frameworks.jittor.runtime import import_jittor
-from unetlab.run.rundir import read_jsonl
+from unetlab.run.jsonfiles import read_jsonl
 from unetlab.spec.run import resolve_run_spec
 from unetlab.run.trainer import train_run
 

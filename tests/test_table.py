@@ -6,7 +6,7 @@ import io
 import pandas as pd
 import pytest
 
-from unetlab.run import rundir
+from unetlab.run import jsonfiles, rundir
 from unetlab.sweeps.ablation import parse_ablation
 from unetlab.cli import main
 from unetlab.errors import UnetlabError
@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
         if run.seed == 1 and run.variant != "a":
             continue
         run_dir = root / run.name
-        rundir.write_json(run_dir / rundir.CONFIG, run.config())
+        jsonfiles.write_json(run_dir / rundir.CONFIG, run.config())
         if run.variant == "p":  # stopped half-way, as a killed worker leaves it
             train_run(run.spec, run_dir, run.framework, seed=run.seed, progress=False,
                       identity=run.identity(), stop_after=10)
@@ -116,9 +116,9 @@ def test_torch_vs_jittor_overlay(runs, tmp_path):
     src = runs / "a-torch-s0"
     dst = tmp_path / "abl" / "a-jittor-s0"
     shutil.copytree(src, dst)
-    config = rundir.read_json(dst / rundir.CONFIG)
+    config = jsonfiles.read_json(dst / rundir.CONFIG)
     config["run"]["framework"] = "jittor"
-    rundir.write_json(dst / rundir.CONFIG, config)
+    jsonfiles.write_json(dst / rundir.CONFIG, config)
     written = write_plots([src, dst], tmp_path / "plots")
     assert [p.name for p in written] == ["abl-loss-steps.png", "abl-loss-time.png", "abl-torch-vs-jittor.png"]
 

@@ -5,9 +5,7 @@ same spec and seed give the same starting weights in PyTorch and in Jittor.
 """
 from __future__ import annotations
 
-import zipfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 
@@ -99,58 +97,3 @@ def load_ddpm_state_dict(model, state_dict) -> None:
 def count_parameters(model) -> int:
     """Trainable parameters of a model of either framework."""
     return int(sum(int(np.prod(p.shape)) for _, p in backend_for(model.framework).trainable(model)))
-
-
-def load_checkpoint(path) -> dict:
-    """``{name: array}`` of an ``.npz`` checkpoint, read completely.
-
-    A missing, unreadable, truncated or corrupt file is a one-line error that names it and
-    offers the other checkpoints in its folder (newest first), e.g. ``checkpoints/ema.npz``.
-    """
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if not hasattr(f, "files"):
-                raise ValueError("a single array, not an .npz archive")
-            return {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise UnetlabError(f"{path}: no such checkpoint") from None
-    except (PermissionError, IsADirectoryError) as exc:
-        raise UnetlabError(f"{path}: cannot read the checkpoint: {exc.strerror}") from None
-    except (zipfile.BadZipFile, zlib.error, ValueError, EOFError, KeyError, OSError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "pickled" in detail:  # numpy's word for "neither an .npz nor an .npy file"
-            detail = "not an .npz archive"
-        raise UnetlabError(f"{path}: truncated or corrupt checkpoint ({detail}){_other_checkpoints(path)}") from None
-
-
-def _other_checkpoints(path: Path) -> str:
-    """``; other checkpoints here: ...`` naming the readable-looking siblings of ``path``."""
-    try:
-        others = sorted((p for p in path.parent.glob("*.npz") if p != path and not p.name.startswith(".")),
-                        key=lambda p: p.stat().st_mtime, reverse=True)
-    except OSError:
-        return ""
-    if not others:
-        return "; no other checkpoint in its folder"
-    return "; other checkpoints here (newest first): " + ", ".join(str(p) for p in others)
-
-
-def run_weights(run_dir, ema: bool = True) -> tuple:
-    """``(path, arrays)``: the weights of a run folder to sample from.
-
-    ``ema``: the final EMA weights (``checkpoints/ema.npz``), else the EMA inside the resumable
-    checkpoint of a run still training; otherwise the model's own last weights.
-    """
-    from pathlib import Path
-
-    from .run import rundir
-
-    run_dir = Path(run_dir)
-    if ema and (run_dir / rundir.EMA).is_file():
-        return run_dir / rundir.EMA, rundir.load_arrays(run_dir / rundir.EMA)
-    path = run_dir / rundir.LAST
-    if not path.is_file():
-        wanted = f"{rundir.EMA} and {rundir.LAST}" if ema else rundir.LAST
-        raise UnetlabError(f"{run_dir}: no weights yet ({wanted} missing)")
-    return path, rundir.split_prefix(rundir.load_arrays(path), "ema" if ema else "model")

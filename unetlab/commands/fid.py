@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..run import rundir
+from ..run import rundir, runlock
 from ..errors import UnetlabError
 from ..frameworks import FRAMEWORKS
 from ..fs_errors import check_writable
@@ -38,7 +38,7 @@ def _score_run(args, run_dir: Path) -> dict:
     from ..metrics.fid import score_run
 
     check_writable(run_dir, "run folder")  # the score goes into its summary.json: fail before sampling
-    with rundir.hold(run_dir):
+    with runlock.hold(run_dir):
         record = score_run(run_dir, args.n, args.reference, args.mode, args.cache_dir, args.framework)
         rundir.update_summary(run_dir, fid=record)
     return record

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ..run import rundir
+from ..run import checkpoints, jsonfiles, rundir, runlock
 from ..errors import UnetlabError
 from ..fs_errors import check_writable
 from ..frameworks import FRAMEWORKS
@@ -12,7 +12,7 @@ from ..frameworks.torch_modes import COMPILE_MODES
 from ..pretrained import cli as pretrained_cli
 from ..pretrained import is_pretrained_source
 from ..spec import load_mapping, resolve_run_spec
-from ..weights import run_weights
+from ..run.checkpoints import run_weights
 from .argtypes import non_negative_float, non_negative_int, positive_int
 
 
@@ -44,7 +44,7 @@ def load_source(args):
         return pretrained_cli.sample_source(args)
     source = Path(args.source)
     if source.is_dir():
-        config = rundir.read_json(source / rundir.CONFIG)
+        config = jsonfiles.read_json(source / rundir.CONFIG)
         if config is None:
             raise UnetlabError(f"{source}: not a run folder (no {rundir.CONFIG})")
         _, arrays = run_weights(source, ema=not args.no_ema)
@@ -53,9 +53,9 @@ def load_source(args):
         raise UnetlabError(f"{source}: no such run folder or weights file")
     if not args.spec:
         raise UnetlabError("a weights file needs --spec (the run spec it was trained with)")
-    arrays = rundir.load_arrays(source)
+    arrays = checkpoints.load_arrays(source)
     if any(k.startswith("ema/") for k in arrays):
-        arrays = rundir.split_prefix(arrays, "model" if args.no_ema else "ema")
+        arrays = checkpoints.split_prefix(arrays, "model" if args.no_ema else "ema")
     return load_mapping(args.spec, "run spec"), arrays, "torch", source.parent
 
 
@@ -86,7 +86,7 @@ def run(args):
     run_folder = (not is_pretrained_source(args.source) and source.is_dir()
                   and (source / rundir.CONFIG).is_file())
     # nothing else writes a run folder while its samples are written into it
-    with rundir.hold(source) if run_folder else contextlib.nullcontext():
+    with runlock.hold(source) if run_folder else contextlib.nullcontext():
         images, timing = generate(model, spec, args.num, seed=args.seed)
         save_samples(images, out)
         save_png(grid(to_uint8(images)), out / "grid.png")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..run import rundir
+from ..run import jsonfiles, rundir
 from ..frameworks import FRAMEWORKS
 from ..run.loss_log import FINAL_LOSS_STEPS
 from ..spec import load_mapping, resolve_run_spec, set_dotted
@@ -65,7 +65,7 @@ def preflight(spec: dict, run_dir: Path, framework: str, nproc: int = 1) -> None
         distributed.check_launcher(framework)
     check_run_section(framework, "sample", spec["sample"])
     check_available(spec["data"])
-    existing = rundir.read_json(run_dir / rundir.CONFIG)
+    existing = jsonfiles.read_json(run_dir / rundir.CONFIG)
     if (run_dir / rundir.CONFIG).exists() and existing is None:
         raise UnetlabError(f"{run_dir / rundir.CONFIG}: unreadable or not JSON; use another run folder")
     check_writable(run_dir, "run folder")

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..run import rundir
+from ..run import jsonfiles, rundir
+
+from ..files import atomic_write_bytes
 from ..data import IMAGE_SUFFIXES, list_images
 from ..errors import UnetlabError
 
@@ -111,7 +113,7 @@ def _fetch(path: Path, url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             data = response.read()
-        rundir.atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data)
         return True
     except Exception:  # noqa: BLE001 - offline or unwritable: the caller says what to put where
         return False
@@ -187,7 +189,8 @@ def protocol(fid: dict) -> str:
 
 def _run_model(run_dir: Path, spec: dict, framework: str, ema: bool):
     from ..model import build_model
-    from ..weights import run_weights, set_weights
+    from ..run.checkpoints import run_weights
+    from ..weights import set_weights
 
     path, arrays = run_weights(run_dir, ema)
     model = build_model(spec["model"], framework)
@@ -206,7 +209,7 @@ def score_run(run_dir, n: int | None = None, reference: str | None = None, mode:
     from ..spec import resolve_run_spec
 
     run_dir = Path(run_dir)
-    config = rundir.read_json(run_dir / rundir.CONFIG)
+    config = jsonfiles.read_json(run_dir / rundir.CONFIG)
     if config is None:
         raise UnetlabError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
     spec, run = resolve_run_spec(config["spec"]), config["run"]

@@ -15,7 +15,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from ..run import rundir
+from ..run import jsonfiles, rundir
+
+from ..files import atomic_write_bytes
 from ..errors import UnetlabError
 
 #: sample grids are shown at least this wide (pixels), enlarged by a whole factor
@@ -65,8 +67,8 @@ def _img(data: bytes, alt: str) -> str:
 
 
 def _run_section(run_dir: Path, row: dict) -> str:
-    config = rundir.read_json(run_dir / rundir.CONFIG) or {}
-    summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
+    config = jsonfiles.read_json(run_dir / rundir.CONFIG) or {}
+    summary = jsonfiles.read_json(run_dir / rundir.SUMMARY) or {}
     title = html.escape(run_dir.name)
     grid = run_dir / rundir.GRID
     picture = _img(upscaled_png(grid), f"samples of {run_dir.name}") if grid.is_file() else "<p>no samples yet</p>"
@@ -139,5 +141,5 @@ def _csv_to_html_table(csv_text: str, numbers: bool = False) -> str:
 
 def write_report(root: Path, path: Path, filters=()) -> Path:
     """Write the report of the runs under ``root`` to ``path``; returns ``path``."""
-    rundir.atomic_write_bytes(Path(path), render_report(Path(root), filters).encode("utf-8"))
+    atomic_write_bytes(Path(path), render_report(Path(root), filters).encode("utf-8"))
     return Path(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..run import rundir
+from ..run import jsonfiles, rundir
 from ..run.loss_log import debiased_ema
 from ..frameworks import FRAMEWORKS
 
@@ -33,9 +33,9 @@ def _curves(run_dirs) -> dict:
     """ablation -> list of (label parts, framework, steps, elapsed, smoothed losses)."""
     out = defaultdict(list)
     for d in run_dirs:
-        config = rundir.read_json(Path(d) / rundir.CONFIG) or {}
+        config = jsonfiles.read_json(Path(d) / rundir.CONFIG) or {}
         run = config.get("run", {})
-        records = [r for r in rundir.read_jsonl(Path(d) / rundir.METRICS) if r.get("loss") is not None]
+        records = [r for r in jsonfiles.read_jsonl(Path(d) / rundir.METRICS) if r.get("loss") is not None]
         if not records:
             continue
         variant = run.get("variant", Path(d).name)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..run import rundir
+from ..run import jsonfiles, rundir
 from .plots import cumulative_elapsed
 
 COLOURS = {"torch": "#1f77b4", "jittor": "#d62728"}
@@ -22,10 +22,10 @@ STYLES = ("-", "--", ":", "-.")
 def run_curves(run_dir: Path) -> dict | None:
     """A run's logged curves: step, seconds after the first step, loss, memory and FID records."""
     run_dir = Path(run_dir)
-    config = rundir.read_json(run_dir / rundir.CONFIG) or {}
-    summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
+    config = jsonfiles.read_json(run_dir / rundir.CONFIG) or {}
+    summary = jsonfiles.read_json(run_dir / rundir.SUMMARY) or {}
     run = config.get("run", {})
-    every = rundir.read_jsonl(run_dir / rundir.METRICS)
+    every = jsonfiles.read_jsonl(run_dir / rundir.METRICS)
     if not any(r.get("loss") is not None for r in every):
         return None
     first = summary.get("first_step_s") or 0.0

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..run import rundir
+from ..run import jsonfiles, rundir
 from ..errors import UnetlabError
 from ..run.rundir import Status
 
@@ -113,7 +113,7 @@ BENCH_COLUMNS = {"net": "net", "framework": "framework", "precision": "precision
 def load_bench_table(path: Path, filters: list[str] = ()) -> pd.DataFrame:
     """Benchmark rows from a JSON file: a list of rows, or ``{"rows": [...]}`` with metadata."""
     path = Path(path)
-    data = rundir.read_json(path)  # None when the file is not JSON
+    data = jsonfiles.read_json(path)  # None when the file is not JSON
     rows = data.get("rows") if isinstance(data, dict) else data
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise UnetlabError(f"{path}: not a benchmark results file (expected a list of rows, or {{'rows': [...]}})")
@@ -168,7 +168,7 @@ def _matches(value, wanted: str) -> bool:
 
 
 def _spec_value(run_dir: str, dotted: str):
-    node = (rundir.read_json(Path(run_dir) / rundir.CONFIG) or {}).get("spec", {})
+    node = (jsonfiles.read_json(Path(run_dir) / rundir.CONFIG) or {}).get("spec", {})
     for key in dotted.split("."):
         node = node.get(key) if isinstance(node, dict) else None
     return node

@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,14 +165,14 @@ def launch_ranks(framework: str, nproc: int, module_args: list[str]) -> int:
 @contextlib.contextmanager
 def launcher_lock(run_dir: Path):
     """In a rank: the run's lock as its launcher holds it (ranks never take it themselves)."""
-    from . import rundir
+    from . import runlock
 
     launcher = int(os.environ.get(LAUNCHER_PID_ENV, "0"))
-    if launcher not in rundir.holders(run_dir):
+    if launcher not in runlock.holders(run_dir):
         raise UnetlabError(f"{run_dir}: a rank runs only under the launcher holding the run's lock "
-                           f"(held by {rundir.describe_holder(run_dir)})")
-    fd = os.open(Path(run_dir) / rundir.LOCK, os.O_RDWR | os.O_APPEND)
-    held = rundir.adopt_lock(run_dir, fd, "unetlab rank")
+                           f"(held by {runlock.describe_holder(run_dir)})")
+    fd = os.open(Path(run_dir) / runlock.LOCK, os.O_RDWR | os.O_APPEND)
+    held = runlock.adopt_lock(run_dir, fd, "unetlab rank")
     try:
         yield held
     finally:

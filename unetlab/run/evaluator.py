@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from . import rundir
+from . import jsonfiles, rundir
 
 
 class PeriodicEvaluator:
@@ -41,7 +41,7 @@ class PeriodicEvaluator:
         value, name = self.score(trainer.ema, trainer.seed)
         trainer.backend.set_train(trainer.ema, False)
         seconds = time.perf_counter() - began
-        rundir.append_jsonl(trainer.run_dir / rundir.METRICS, [{
+        jsonfiles.append_jsonl(trainer.run_dir / rundir.METRICS, [{
             "step": trainer.step, "fid": value, "fid_name": name, "elapsed": elapsed, "eval_s": seconds}])
         return seconds
 

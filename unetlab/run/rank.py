@@ -11,7 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import distributed, rundir
+from . import distributed, jsonfiles, rundir
 from ..errors import UnetlabError
 
 
@@ -19,7 +19,7 @@ def train_rank(run_dir: Path, progress: bool = False, stop_after: int | None = N
     """Train this rank's share of the run in ``run_dir`` (rank 0 writes the run's files)."""
     from .trainer import train_run
 
-    config = rundir.read_json(run_dir / rundir.CONFIG)
+    config = jsonfiles.read_json(run_dir / rundir.CONFIG)
     if not config or "spec" not in config or "run" not in config:
         raise UnetlabError(f"{run_dir}: not a run folder (no readable {rundir.CONFIG})")
     run = config["run"]

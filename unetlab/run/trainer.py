@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import distributed, rundir
+from . import checkpoints, distributed, jsonfiles, rundir, runlock
 from ..data import Batches, DeviceBatches, load_dataset
 from ..diffusion import make_schedule, sample_timesteps, training_loss
 from ..errors import UnetlabError
@@ -107,17 +107,17 @@ class Trainer:
         last = self.run_dir / rundir.LAST
         if not last.is_file():
             if self.world.writes:
-                rundir.keep_records_until(self.run_dir / rundir.METRICS, 0)
+                jsonfiles.keep_records_until(self.run_dir / rundir.METRICS, 0)
             return
-        arrays = rundir.load_arrays(last)
-        set_weights(self.model, rundir.split_prefix(arrays, "model"), f"checkpoint {last}")
-        set_weights(self.ema, rundir.split_prefix(arrays, "ema"), f"checkpoint {last}")
-        self.opt.load(rundir.split_prefix(arrays, "opt"))
+        arrays = checkpoints.load_arrays(last)
+        set_weights(self.model, checkpoints.split_prefix(arrays, "model"), f"checkpoint {last}")
+        set_weights(self.ema, checkpoints.split_prefix(arrays, "ema"), f"checkpoint {last}")
+        self.opt.load(checkpoints.split_prefix(arrays, "opt"))
         self.step = int(arrays["step"])
-        self.losses.load(rundir.split_prefix(arrays, "log"))
+        self.losses.load(checkpoints.split_prefix(arrays, "log"))
         if self.world.writes:
-            rundir.keep_records_until(self.run_dir / rundir.METRICS, self.step)
-        kept = rundir.read_jsonl(self.run_dir / rundir.METRICS)
+            jsonfiles.keep_records_until(self.run_dir / rundir.METRICS, self.step)
+        kept = jsonfiles.read_jsonl(self.run_dir / rundir.METRICS)
         self.elapsed_before = (float(arrays["log/elapsed"]) if "log/elapsed" in arrays
                                else kept[-1]["elapsed"] if kept else 0.0)
         self.window_seconds = float(arrays.get("log/window_seconds", 0.0))
@@ -125,13 +125,13 @@ class Trainer:
     def save_checkpoint(self, elapsed: float | None = None, window_seconds: float = 0.0) -> None:
         """Write ``checkpoints/last.npz`` at the current step (with the open log window's losses)."""
         arrays = {"step": np.asarray(self.step)}
-        arrays.update(rundir.with_prefix("log", self.losses.state()))
+        arrays.update(checkpoints.with_prefix("log", self.losses.state()))
         arrays["log/elapsed"] = np.asarray(self.elapsed_before if elapsed is None else elapsed)
         arrays["log/window_seconds"] = np.asarray(window_seconds)
-        arrays.update(rundir.with_prefix("model", get_weights(self.model)))
-        arrays.update(rundir.with_prefix("ema", get_weights(self.ema)))
-        arrays.update(rundir.with_prefix("opt", self.opt.state()))
-        rundir.save_arrays(self.run_dir / rundir.LAST, arrays)
+        arrays.update(checkpoints.with_prefix("model", get_weights(self.model)))
+        arrays.update(checkpoints.with_prefix("ema", get_weights(self.ema)))
+        arrays.update(checkpoints.with_prefix("opt", self.opt.state()))
+        checkpoints.save_arrays(self.run_dir / rundir.LAST, arrays)
 
     # -- one step ---------------------------------------------------------------------------
     def _batch(self, step: int):
@@ -227,7 +227,7 @@ class Trainer:
                           "step_time": seconds / n, "img_s": n * train["batch_size"] / seconds,
                           "peak_mem": b.peak_memory_bytes(), "elapsed": self.elapsed_before + now - started}
                 if self.world.writes:
-                    rundir.append_jsonl(metrics_path, [record])
+                    jsonfiles.append_jsonl(metrics_path, [record])
                 bar.update(len(pending))
                 bar.set_postfix(loss=f"{trailing:.4f}")
                 pending, last_log, window_seconds = [], now, 0.0
@@ -320,7 +320,7 @@ class Trainer:
         self.backend.synchronize()
         if not self.world.writes:
             return {"status": "done", "step": self.step}
-        rundir.save_arrays(self.run_dir / rundir.EMA, get_weights(self.ema))
+        checkpoints.save_arrays(self.run_dir / rundir.EMA, get_weights(self.ema))
         sample_from = self.ema if self.spec["sample"]["ema"] else self.model
         images, timing = generate(sample_from, self.spec, self.spec["sample"]["num_images"], seed=self.seed)
         save_png(grid(to_uint8(images)), self.run_dir / rundir.GRID)
@@ -335,7 +335,7 @@ class Trainer:
 
 def summarize(run_dir: Path, spec: dict, framework: str) -> dict:
     """Loss and speed figures from a run's metrics records."""
-    records = rundir.read_jsonl(Path(run_dir) / rundir.METRICS)
+    records = jsonfiles.read_jsonl(Path(run_dir) / rundir.METRICS)
     timed = [r for r in records if r.get("img_s")]  # not the score records
     speeds = [r["img_s"] for r in timed[1:]] or [r["img_s"] for r in timed]
     mems = [r["peak_mem"] for r in records if r.get("peak_mem") is not None]
@@ -374,7 +374,7 @@ def train_run(spec, run_dir, framework: str = "torch", *, seed: int | None = Non
             raise UnetlabError("a rank of a data-parallel run cannot launch ranks of its own")
         distributed.check_batch_divides(spec["train"]["batch_size"], nproc)
         distributed.check_launcher(framework)
-    with (distributed.launcher_lock(run_dir) if world.distributed else rundir.hold(run_dir)):
+    with (distributed.launcher_lock(run_dir) if world.distributed else runlock.hold(run_dir)):
         if world.writes:
             try:
                 rundir.claim_config(run_dir, run_config(spec, framework, seed, identity))

@@ -16,7 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import rundir
+from . import jsonfiles, rundir, runlock
 from ..errors import UnetlabError
 from .signals import STOP_SIGNALS, keep_handlers_out_of_forks
 
@@ -44,7 +44,7 @@ def _stop_when_orphaned(parent: int, interval: float = 1.0) -> None:
 
 def _record(run_dir: Path, status: str, exc: BaseException) -> None:
     """Keep what the summary already says; set the status and the one-line reason."""
-    summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
+    summary = jsonfiles.read_json(run_dir / rundir.SUMMARY) or {}
     summary.pop("phase", None)
     reason = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
     rundir.write_summary(run_dir, {**summary, "status": status, "reason": reason})
@@ -55,7 +55,7 @@ def work(run_dir: Path) -> dict:
     from ..metrics.fid import score_run
     from .trainer import train_run
 
-    config = rundir.read_json(run_dir / rundir.CONFIG)
+    config = jsonfiles.read_json(run_dir / rundir.CONFIG)
     if not config or "spec" not in config or "run" not in config:
         raise UnetlabError(f"{run_dir}: not a run folder (no readable {rundir.CONFIG})")
     spec, run = config["spec"], config["run"]
@@ -90,11 +90,11 @@ def ranks_for(spec: dict) -> int:
 
 def _lock(run_dir: Path):
     """The run's lock: inherited from the sweep, or taken here when run by hand."""
-    fd = os.environ.get(rundir.LOCK_FD_ENV)
+    fd = os.environ.get(runlock.LOCK_FD_ENV)
     if fd:
-        return rundir.adopt_lock(run_dir, int(fd), "unetlab worker")
+        return runlock.adopt_lock(run_dir, int(fd), "unetlab worker")
     wait = os.environ.get(LOCK_WAIT_ENV, "")
-    return rundir.lock(run_dir, "unetlab worker", wait_s=float(wait) if wait else 0.0)
+    return runlock.lock(run_dir, "unetlab worker", wait_s=float(wait) if wait else 0.0)
 
 
 #: Seconds a worker started by a cluster task waits for the run's lock (e.g. until the heartbeat
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
     keep_handlers_out_of_forks()
     for stop in STOP_SIGNALS[1:]:  # SIGINT is Python's KeyboardInterrupt already
         signal.signal(stop, _interrupt)
-    if os.environ.get(rundir.LOCK_FD_ENV):  # started by a sweep
+    if os.environ.get(runlock.LOCK_FD_ENV):  # started by a sweep
         _stop_when_orphaned(os.getppid())
     try:
         if not (run_dir / rundir.CONFIG).is_file():

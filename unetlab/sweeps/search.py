@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..run import rundir
+from ..run import jsonfiles, rundir, runlock
 from .ablation import Ablation, Run, trial_run
 from ..errors import UnetlabError
 from ..files import flocked
@@ -100,10 +100,10 @@ class Study:
                     self.study.tell(trial, state=TrialState.FAIL)
                     continue
                 trial.set_user_attr("run", run.name)
-                lock = rundir.try_lock(self.root / run.name, "unetlab search")
+                lock = runlock.try_lock(self.root / run.name, "unetlab search")
                 if lock is None:
                     raise UnetlabError(f"{self.root / run.name}: a new trial's folder is in use by "
-                                       f"{rundir.describe_holder(self.root / run.name)}")
+                                       f"{runlock.describe_holder(self.root / run.name)}")
                 return Lane(trial, run, self.root / run.name, lock)
         return None
 
@@ -114,7 +114,7 @@ class Study:
         if lane.stop_sent:
             return
         new = []
-        for record in rundir.read_jsonl(lane.run_dir / rundir.METRICS):
+        for record in jsonfiles.read_jsonl(lane.run_dir / rundir.METRICS):
             value, step = record.get(pruning.metric), record.get("step")
             if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(step, int) \
                     and step not in lane.reported:
@@ -201,7 +201,7 @@ def _interrupt(lanes: dict) -> None:
     signalled: set = set()
     while not all(lane.finished.is_set() for lane in lanes.values()):
         for lane in lanes.values():
-            for pid in rundir.holders(lane.run_dir):
+            for pid in runlock.holders(lane.run_dir):
                 if pid != os.getpid() and pid not in signalled:
                     signalled.add(pid)
                     try:

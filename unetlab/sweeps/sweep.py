@@ -6,7 +6,7 @@ thread of its own, which starts its worker with the environment of its slots.
 
 Each run folder gets its resolved ``config.json``, then ``python -m unetlab.run.worker RUN_DIR``
 trains and evaluates it (output in ``worker.log``).  A crash, a NaN or a kill is recorded in
-that run's ``summary.json`` and the sweep goes on.  The run's lock (:func:`unetlab.run.rundir.lock`,
+that run's ``summary.json`` and the sweep goes on.  The run's lock (:func:`unetlab.run.runlock.lock`,
 taken without waiting and inherited by the worker) keeps two sweeps from running one run twice;
 a run whose lock an orphaned worker of a killed sweep still holds is waited for.
 """
@@ -15,17 +15,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..run import rundir
+from ..run import jsonfiles, rundir, runlock
 from .ablation import Ablation, Run
 from ..errors import UnetlabError
 from .pool import Pool, Slots
-from ..run.rundir import LOCK_FD_ENV, Status, holders, last_step, run_status, try_lock  # noqa: F401 (public here too)
+from ..run.rundir import Status, last_step, run_status  # noqa: F401 (public here too)
+from ..run.runlock import LOCK_FD_ENV, holders, try_lock  # noqa: F401 (public here too)
 from ..run.launch import python_module, safe_env
 from ..run.signals import signals_interrupt
 
@@ -60,8 +60,8 @@ def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
         step = last_step(d)
         shown = str(status) + (f" @{step}" if status in (Status.PARTIAL, Status.INTERRUPTED, Status.FAILED,
                                                          Status.RUNNING) and step else "")
-        if status == Status.RUNNING and rundir.held_by(d):
-            shown += f" held ({rundir.held_by(d)})"
+        if status == Status.RUNNING and runlock.held_by(d):
+            shown += f" held ({runlock.held_by(d)})"
         rows.append({"run": run.name, "variant": run.variant, "grid": run.grid_label,
                      "framework": run.framework, "seed": run.seed, "budget": budget, "status": shown})
     return rows
@@ -90,7 +90,7 @@ def _describe_exit(rc: int) -> str:
 
 def _finish_summary(run_dir: Path, status: str, reason: str) -> dict:
     """Make sure the summary states how the worker ended (it may have died without a word)."""
-    summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
+    summary = jsonfiles.read_json(run_dir / rundir.SUMMARY) or {}
     if summary.get("status") not in (Status.DONE, Status.FAILED, Status.INTERRUPTED, Status.PRUNED):
         summary = {**summary, "status": status, "reason": reason, "step": last_step(run_dir)}
         rundir.write_summary(run_dir, summary)
@@ -215,11 +215,11 @@ def lock_run(run_dir: Path, command: str, say):
     after waiting (up to :data:`ORPHAN_WAIT_S`) for that worker to checkpoint and exit; None
     when the run is held by a live process."""
     lock = try_lock(run_dir, command)
-    if lock is None and rundir.orphaned(run_dir):
+    if lock is None and runlock.orphaned(run_dir):
         say(f"{Path(run_dir).name}: waiting (up to {ORPHAN_WAIT_S:.0f} s) for the worker of a killed sweep, "
-            f"{rundir.describe_holder(run_dir)}, to checkpoint and exit")
+            f"{runlock.describe_holder(run_dir)}, to checkpoint and exit")
         try:
-            lock = rundir.lock(run_dir, command, wait_s=ORPHAN_WAIT_S)
+            lock = runlock.lock(run_dir, command, wait_s=ORPHAN_WAIT_S)
         except UnetlabError:
             lock = None
     return lock
@@ -249,7 +249,7 @@ def _one(run: Run, run_dir: Path, say, initial: str, active: dict, worker_option
         return "skipped-done"
     lock = lock_run(run_dir, "unetlab ablate", say)
     if lock is None:
-        say(f"{run.name}: running elsewhere, {rundir.describe_holder(run_dir)}; skipped")
+        say(f"{run.name}: running elsewhere, {runlock.describe_holder(run_dir)}; skipped")
         return "elsewhere"
     try:
         state = rundir.read_state(run_dir)
@@ -285,4 +285,4 @@ def _one(run: Run, run_dir: Path, say, initial: str, active: dict, worker_option
 
 
 def _reason(run_dir: Path) -> str:
-    return (rundir.read_json(Path(run_dir) / rundir.SUMMARY) or {}).get("reason", "?")
+    return (jsonfiles.read_json(Path(run_dir) / rundir.SUMMARY) or {}).get("reason", "?")

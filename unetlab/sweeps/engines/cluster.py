@@ -11,11 +11,10 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from ...run import rundir
+from ...run import jsonfiles, rundir, runlock
 from ...run.launch import python_module, safe_env
 from ...run.rundir import Status
 
@@ -34,9 +33,9 @@ def prepare(ablation, root: Path, say) -> tuple[list, dict]:
         if rundir.run_status(run_dir) == Status.DONE:
             outcome[run.name] = "skipped-done"
             continue
-        lock = rundir.try_lock(run_dir, "unetlab ablate")
+        lock = runlock.try_lock(run_dir, "unetlab ablate")
         if lock is None:
-            say(f"{run.name}: running elsewhere, {rundir.describe_holder(run_dir)}; skipped")
+            say(f"{run.name}: running elsewhere, {runlock.describe_holder(run_dir)}; skipped")
             outcome[run.name] = "elsewhere"
             continue
         try:
@@ -57,8 +56,8 @@ def run_task(run_dir: str, env: dict | None = None, where: str = "") -> dict:
     run_dir = Path(run_dir)
     from ...run.worker import LOCK_WAIT_ENV
 
-    env = safe_env({**os.environ, LOCK_WAIT_ENV: str(rundir.stale_after_s() + 30), **(env or {})})
-    env.pop(rundir.LOCK_FD_ENV, None)
+    env = safe_env({**os.environ, LOCK_WAIT_ENV: str(runlock.stale_after_s() + 30), **(env or {})})
+    env.pop(runlock.LOCK_FD_ENV, None)
     with open(run_dir / LOG, "ab") as log:
         log.write(f"\n=== worker started {time.strftime('%Y-%m-%d %H:%M:%S')} on host "
                   f"{socket.gethostname()}{where} ===\n".encode())
@@ -72,7 +71,7 @@ def run_task(run_dir: str, env: dict | None = None, where: str = "") -> dict:
     finally:
         task_process.remove(proc)
         forward()
-    summary = rundir.read_json(run_dir / rundir.SUMMARY) or {}
+    summary = jsonfiles.read_json(run_dir / rundir.SUMMARY) or {}
     if rc == 2 and summary.get("status") != Status.DONE:  # refused: e.g. held by another task
         return {"status": "elsewhere", "reason": f"the worker refused the run; see {run_dir / LOG}"}
     return summary

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from ...run import rundir
+from ...run import jsonfiles
 from ...errors import UnetlabError
 from ...run.launch import python_flags
 from . import cluster, require
@@ -139,15 +139,15 @@ def _last_line(exc: Exception) -> str:
 def save_jobs(root: Path, jobs: dict[str, str]) -> None:
     """Add this submission's run -> job id to ``.slurm/jobs.json`` (the newest job per run wins)."""
     path = Path(root) / JOBS_DIR / JOBS_FILE
-    known = rundir.read_json(path, {}) or {}
+    known = jsonfiles.read_json(path, {}) or {}
     history = known.get("submissions", [])
     history.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "jobs": jobs})
-    rundir.write_json(path, {"runs": {**known.get("runs", {}), **jobs}, "submissions": history})
+    jsonfiles.write_json(path, {"runs": {**known.get("runs", {}), **jobs}, "submissions": history})
 
 
 def load_jobs(root: Path) -> dict[str, str]:
     """run name -> the Slurm job id of its latest submission (empty when never submitted)."""
-    return (rundir.read_json(Path(root) / JOBS_DIR / JOBS_FILE, {}) or {}).get("runs", {})
+    return (jsonfiles.read_json(Path(root) / JOBS_DIR / JOBS_FILE, {}) or {}).get("runs", {})
 
 
 def task_states(job_ids) -> dict[str, str] | None:
