@@ -3,7 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tabulate import tabulate
+
+from ..errors import UnetlabError
+from ..reports.table import find_runs
+from ..sweeps.ablation import check_data, load_ablation
+from ..sweeps.engines import build
+from ..sweeps.engines.on_slurm import status_lines
+from ..sweeps.pool import Pool
+from ..sweeps.sweep import plan_rows, run_status, run_sweep
+from .ablate_search import run_search_command
 from .argtypes import positive_int
+from .table import show_table
 
 
 def add_parser(sub):
@@ -36,10 +47,6 @@ def add_parser(sub):
 
 
 def print_plan(ablation, root: Path) -> None:
-    from tabulate import tabulate
-
-    from ..sweeps.sweep import plan_rows
-
     rows = plan_rows(ablation, root)
     counts = {}
     for r in rows:
@@ -51,28 +58,8 @@ def print_plan(ablation, root: Path) -> None:
     print(tabulate(show, headers="keys", tablefmt="simple", disable_numparse=True))
 
 
-def check_data(ablation) -> None:
-    """Every distinct dataset of the ablation is there (one line and no run started if not)."""
-    import json
-
-    from ..data import check_available
-    from ..errors import UnetlabError
-
-    seen = set()
-    for run in ablation.runs:
-        key = json.dumps(run.spec["data"], sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            try:
-                check_available(run.spec["data"])
-            except UnetlabError as exc:
-                raise UnetlabError(f"{run.name}: data: {exc}") from None
-
-
 def show_jobs(root: Path) -> None:
     """The Slurm jobs of the ablation's latest submissions and their tasks' states."""
-    from ..sweeps.engines.on_slurm import status_lines
-
     lines = status_lines(root)
     if lines:
         print("\nslurm jobs:")
@@ -80,14 +67,6 @@ def show_jobs(root: Path) -> None:
 
 
 def run(args):
-    from ..sweeps.ablation import load_ablation
-    from ..errors import UnetlabError
-    from ..sweeps.sweep import run_status, run_sweep
-    from .table import show_table
-
-    from ..sweeps.engines import build
-    from ..sweeps.pool import Pool
-
     if args.engine == "local":
         pool = Pool.build(args.gpus, args.jobs)  # a bad --gpus or --jobs: one line, nothing run
     else:
@@ -100,8 +79,6 @@ def run(args):
     ablation = load_ablation(args.file)
     root = Path(args.runs) / ablation.name
     if ablation.search is not None:  # a sampled search: trials asked of Optuna
-        from .ablate_search import run_search_command
-
         if args.detach:
             raise UnetlabError("--detach: a search waits for its trials (it asks Optuna for the next ones "
                                "as they end); run it without --detach, e.g. in a Slurm job of its own")
@@ -128,8 +105,6 @@ def run(args):
         print(f"\nstopped; the current run is marked interrupted -- rerun `unetlab ablate {args.file}"
               f"{'' if args.runs == 'runs' else f' --runs {args.runs}'}` to resume it")
         raise
-    from ..reports.table import find_runs
-
     if args.detach:
         return 0
     if root.is_dir() and find_runs(root):

@@ -4,15 +4,17 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ..run import checkpoints, jsonfiles, rundir, runlock
 from ..errors import UnetlabError
-from ..fs_errors import check_writable
 from ..frameworks import FRAMEWORKS
 from ..frameworks.torch_modes import COMPILE_MODES
-from ..pretrained import cli as pretrained_cli
-from ..pretrained import is_pretrained_source
-from ..spec import load_mapping, resolve_run_spec
+from ..fs_errors import check_writable
+from ..model import build_model
+from ..pretrained import cli as pretrained_cli, is_pretrained_source
+from ..run import checkpoints, jsonfiles, rundir, runlock
 from ..run.checkpoints import run_weights
+from ..sampling import generate, grid, save_png, save_samples, to_uint8
+from ..spec import load_mapping, resolve_run_spec
+from ..weights import set_weights
 from .argtypes import non_negative_float, non_negative_int, positive_int
 
 
@@ -60,10 +62,6 @@ def load_source(args):
 
 
 def run(args):
-    from ..model import build_model
-    from ..sampling import generate, grid, save_png, save_samples, to_uint8
-    from ..weights import set_weights
-
     spec, arrays, framework, out_base = load_source(args)
     framework = args.framework or framework
     spec = dict(spec)

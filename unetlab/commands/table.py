@@ -3,13 +3,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..reports.compare import compare, format_comparison
+from ..reports.html import write_report
+from ..reports.plots import write_plots
+from ..reports.plots_frameworks import write_framework_plots
+from ..reports.table import arrange, format_table, load_bench_table, load_table
+from ..run.loss_log import FINAL_LOSS_HELP
+from ..run.rundir import Status
+from ..sweeps.search_report import show_search
+
 FORMATS = ("terminal", "markdown", "csv", "latex")
 
 
 def add_parser(sub):
-    from ..run.loss_log import FINAL_LOSS_HELP
-    from ..run.rundir import Status
-
     p = sub.add_parser("table", help="a table of the runs under a folder, and their loss plots; "
                                      "or of a benchmark results file",
                        description="One row per run: " + FINAL_LOSS_HELP + ". Status: "
@@ -37,15 +43,9 @@ def add_parser(sub):
 
 def show_table(root: Path, filters=(), sort=None, group=False, fmt="terminal", plots: Path | None = None):
     """Print the table of the runs under ``root``; write plots of its runs into ``plots`` (None: none)."""
-    from ..reports.table import arrange, format_table, load_table
-
     df = load_table(root, list(filters))
     print(format_table(arrange(df, sort, group), fmt))
     if plots is not None:
-        from ..reports.plots import write_plots
-
-        from ..reports.plots_frameworks import write_framework_plots
-
         run_dirs = [Path(p) for p in df["path"]]
         paths = write_plots(run_dirs, plots) + write_framework_plots(run_dirs, plots)
         if paths and fmt == "terminal":
@@ -55,8 +55,6 @@ def show_table(root: Path, filters=(), sort=None, group=False, fmt="terminal", p
 
 def show_bench_table(path: Path, filters=(), sort=None, fmt="terminal"):
     """Print the rows of a benchmark results file."""
-    from ..reports.table import arrange, format_table, load_bench_table
-
     df = load_bench_table(path, list(filters))
     print(format_table(arrange(df, sort), fmt))
     return df
@@ -69,25 +67,18 @@ def run(args):
         return 0
     plots = None if args.no_plots else Path(args.plots) if args.plots else root / "plots"
     if args.search:
-        from ..reports.search import show_search
-
         show_search(root, args.storage, args.format, plots)
     elif args.compare:
         show_comparison(root, args.compare, args.filter, args.format)
     else:
         show_table(root, args.filter, args.sort, args.group, args.format, plots)
     if args.html:
-        from ..reports.html import write_report
-
         print(f"report: {write_report(root, Path(args.html), args.filter)}")
     return 0
 
 
 def show_comparison(root: Path, by: str, filters=(), fmt="terminal"):
     """Print the ``--compare BY`` table of the runs under ``root``."""
-    from ..reports.compare import compare, format_comparison
-    from ..reports.table import load_table
-
     df = compare(load_table(root, list(filters)), by)
     print(format_comparison(df, fmt))
     return df

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..run import jsonfiles, rundir
-from ..frameworks import FRAMEWORKS
+from ..data import check_available
+from ..errors import UnetlabError
+from ..frameworks import FRAMEWORKS, check_run_section
+from ..fs_errors import check_writable
+from ..run import distributed, jsonfiles, rundir
 from ..run.loss_log import FINAL_LOSS_STEPS
+from ..run.trainer import train_run
 from ..spec import load_mapping, resolve_run_spec, set_dotted
 from .argtypes import non_negative_int, positive_float, positive_int
 
@@ -53,12 +57,6 @@ def preflight(spec: dict, run_dir: Path, framework: str, nproc: int = 1) -> None
     is missing or unreadable, a config.json that is not JSON, a folder that cannot be written, a
     batch that does not split over ``nproc`` processes or a missing launcher.
     (A folder holding another run is refused by ``train_run``, which records the refusal.)"""
-    from ..run import distributed
-    from ..data import check_available
-    from ..errors import UnetlabError
-    from ..fs_errors import check_writable
-    from ..frameworks import check_run_section
-
     check_run_section(framework, "train", spec["train"])
     if nproc > 1:
         distributed.check_batch_divides(spec["train"]["batch_size"], nproc)
@@ -72,8 +70,6 @@ def preflight(spec: dict, run_dir: Path, framework: str, nproc: int = 1) -> None
 
 
 def run(args):
-    from ..run.trainer import train_run
-
     spec = resolve_run_spec(apply_overrides(load_mapping(args.spec, "run spec"), args))
     seed = spec["train"]["seed"] if args.seed is None else args.seed
     run_dir = Path(args.run or f"runs/train/{Path(args.spec).stem}-{args.framework}-s{seed}")

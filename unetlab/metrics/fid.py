@@ -8,17 +8,15 @@ random conv net: cheap, deterministic, offline -- and not comparable to FID.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import urllib.request
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from ..run import jsonfiles, rundir
-
-from ..files import atomic_write_bytes
 from ..data import IMAGE_SUFFIXES, list_images
 from ..errors import UnetlabError
+from ..files import atomic_write_bytes
 
 STATS_URL = "https://www.cs.cmu.edu/~clean-fid/stats/"
 PYTORCH_INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
@@ -57,8 +55,8 @@ def _rgb(images: np.ndarray) -> np.ndarray:
 def features(images: np.ndarray, extractor, resize=None, batch_size: int = 256, device="cpu") -> np.ndarray:
     """Features of uint8 (N, H, W, C) images: each resized (a clean-fid resizer) then batched
     through ``extractor`` with clean-fid's ``get_batch_features``."""
-    import torch
     from cleanfid.fid import get_batch_features
+    import torch
 
     images = _rgb(images)
     out = []
@@ -151,8 +149,8 @@ def inception_extractor(mode: str, weights: Path, device):
 
 def fid_cifar10(images: np.ndarray, mode: str = "clean", cache_dir: str | None = None, device=None) -> float:
     """FID of uint8 (N, H, W, C) images against clean-fid's CIFAR-10 train statistics."""
-    import torch
     from cleanfid.resize import build_resizer
+    import torch
 
     paths = ensure_fid_files(mode, cache_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -185,54 +183,6 @@ def protocol(fid: dict) -> str:
     eta = f" eta{fid['eta']:g}" if sampler == "ddim" and fid.get("eta") else ""
     what = fid.get("name", "FID") + (f" {fid['mode']}" if fid.get("name") == "FID" else "")
     return f"{what} {count} {steps}{eta}{' ema' if fid.get('ema') else ''}".strip()
-
-
-def _run_model(run_dir: Path, spec: dict, framework: str, ema: bool):
-    from ..model import build_model
-    from ..run.checkpoints import run_weights
-    from ..weights import set_weights
-
-    path, arrays = run_weights(run_dir, ema)
-    model = build_model(spec["model"], framework)
-    set_weights(model, arrays, f"weights from {path}")
-    return model
-
-
-def score_run(run_dir, n: int | None = None, reference: str | None = None, mode: str | None = None,
-              cache_dir: str | None = None, framework: str | None = None) -> dict:
-    """Generate ``n`` samples from a run's weights with its sampler and score them.
-
-    Returns the record stored under ``fid`` in the run's summary (not written here).
-    """
-    from ..data import load_dataset
-    from ..sampling import generate, to_uint8
-    from ..spec import resolve_run_spec
-
-    run_dir = Path(run_dir)
-    config = jsonfiles.read_json(run_dir / rundir.CONFIG)
-    if config is None:
-        raise UnetlabError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
-    spec, run = resolve_run_spec(config["spec"]), config["run"]
-    ev, sample = spec["eval"], spec["sample"]
-    if n is not None and n < 2:
-        raise UnetlabError(f"a Frechet distance needs at least 2 images, not {n}")
-    n = n or ev["fid_samples"] or 10_000
-    reference, mode = reference or ev["reference"], mode or ev["fid_mode"]
-    cache_dir = cache_dir or ev["cache_dir"]
-    framework = framework or run["framework"]
-    if reference != "dataset":
-        ensure_fid_files(mode, cache_dir)  # fail before sampling, not after
-    model = _run_model(run_dir, spec, framework, sample["ema"])
-    images, _ = generate(model, spec, n, seed=run.get("seed", 0))
-    train_images = None
-    if reference == "dataset":
-        m = spec["model"]
-        train_images = to_uint8(load_dataset(spec["data"], m["image_size"], m["in_channels"], run.get("seed", 0)))
-    value, name = score(to_uint8(images), reference, mode, cache_dir, train_images)
-    return {"value": value, "name": name, "n": n, "sampler": sample["sampler"],
-            "steps": sample["steps"] if sample["sampler"] == "ddim" else spec["diffusion"]["T"],
-            "eta": sample["eta"], "ema": sample["ema"], "mode": mode if name == "FID" else "small-net",
-            "reference": reference, "framework": framework}
 
 
 def load_folder(folder, n: int | None = None) -> np.ndarray:

@@ -12,13 +12,16 @@ import datetime
 import html
 import io
 import json
-import tempfile
 from pathlib import Path
+import tempfile
 
-from ..run import jsonfiles, rundir
-
-from ..files import atomic_write_bytes
 from ..errors import UnetlabError
+from ..files import atomic_write_bytes
+from ..run import jsonfiles, rundir
+from .compare import compare_frameworks, format_comparison
+from .plots import write_plots
+from .plots_frameworks import write_framework_plots
+from .table import _DIGITS, _fmt, format_table, load_table
 
 #: sample grids are shown at least this wide (pixels), enlarged by a whole factor
 GRID_WIDTH = 512
@@ -82,9 +85,6 @@ def _run_section(run_dir: Path, row: dict) -> str:
 
 
 def _plots(run_dirs: list[Path]) -> list[tuple[str, bytes]]:
-    from .plots import write_plots
-    from .plots_frameworks import write_framework_plots
-
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         paths = list(write_plots(run_dirs, Path(tmp)))
@@ -96,8 +96,6 @@ def _plots(run_dirs: list[Path]) -> list[tuple[str, bytes]]:
 
 def render_report(root: Path, filters=()) -> str:
     """The report of the runs under ``root`` as one HTML string."""
-    from .table import format_table, load_table
-
     df = load_table(root, list(filters))
     run_dirs = [Path(p) for p in df["path"]]
     shown = _csv_to_html_table(format_table(df, "csv"), numbers=True)
@@ -105,7 +103,6 @@ def render_report(root: Path, filters=()) -> str:
              f"<p>{len(df)} runs, written {datetime.datetime.now():%Y-%m-%d %H:%M}.</p>",
              "<h2>Results</h2>", shown]
     if set(df["framework"]) >= {"torch", "jittor"}:
-        from .compare import compare_frameworks, format_comparison
         try:
             ratios = compare_frameworks(df)
             parts += ["<h2>Jittor / PyTorch</h2>", _csv_to_html_table(format_comparison(ratios, "csv"))]
@@ -126,8 +123,6 @@ def render_report(root: Path, filters=()) -> str:
 def _csv_to_html_table(csv_text: str, numbers: bool = False) -> str:
     """A CSV table as an HTML table (numbers rounded as the terminal table rounds them)."""
     import pandas as pd
-
-    from .table import _DIGITS, _fmt
 
     df = pd.read_csv(io.StringIO(csv_text), keep_default_na=False, dtype=str)
     if numbers:

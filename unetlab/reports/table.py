@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..run import jsonfiles, rundir
 from ..errors import UnetlabError
+from ..metrics.fid import protocol
+from ..run import jsonfiles, rundir
 from ..run.rundir import Status
+from ..run.trainer import summarize
 
 ID_COLUMNS = ["ablation", "variant", "grid", "framework", "seed"]
 NUMBER_COLUMNS = ["params", "GFLOPs", "steps", "final loss", "best loss", "train img/s", "sample img/s",
@@ -35,9 +37,6 @@ def find_runs(root: Path) -> list[Path]:
 
 def run_row(run_dir: Path) -> dict:
     """One run's row; a run without figures yet reads its metrics so far."""
-    from ..metrics.fid import protocol
-    from ..run.trainer import summarize
-
     run_dir = Path(run_dir)
     state = rundir.read_state(run_dir)
     config = state.config or {}

@@ -13,20 +13,20 @@ follow the arithmetic of one process.  Only rank 0 writes into the run folder.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 import os
+from pathlib import Path
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from . import runlock
 from ..errors import UnetlabError
-from .launch import SAFE_PATH_ENV, python_module, safe_env
+from ..frameworks.contract import NPROC_ENV  # noqa: F401 (also read here as distributed.NPROC_ENV)
+from .launch import SAFE_PATH_ENV, THREAD_VARS, cpu_cores, python_module, safe_env
 
-#: Set by the launcher in the ranks' environment: the number of ranks it started.
-NPROC_ENV = "UNETLAB_NPROC"
 #: Set by the launcher: its pid, which holds the run's lock for the ranks.
 LAUNCHER_PID_ENV = "UNETLAB_LAUNCHER_PID"
 #: The launcher of each framework's ranks.
@@ -129,8 +129,6 @@ def launch_command(framework: str, nproc: int, module_args: list[str]) -> list[s
 def rank_threads(nproc: int) -> dict[str, str]:
     """CPU threads per rank: the launcher's share (``OMP_NUM_THREADS``, else its cores) split
     over the ranks, at least one each."""
-    from ..sweeps.pool import THREAD_VARS, cpu_cores
-
     given = os.environ.get("OMP_NUM_THREADS", "")
     cores = int(given) if given.isdigit() and int(given) > 0 else cpu_cores()
     return {name: str(max(1, cores // nproc)) for name in THREAD_VARS}
@@ -165,8 +163,6 @@ def launch_ranks(framework: str, nproc: int, module_args: list[str]) -> int:
 @contextlib.contextmanager
 def launcher_lock(run_dir: Path):
     """In a rank: the run's lock as its launcher holds it (ranks never take it themselves)."""
-    from . import runlock
-
     launcher = int(os.environ.get(LAUNCHER_PID_ENV, "0"))
     if launcher not in runlock.holders(run_dir):
         raise UnetlabError(f"{run_dir}: a rank runs only under the launcher holding the run's lock "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 
 from . import jsonfiles, rundir
+from ..metrics.fid import score
+from ..sampling import generate, to_uint8
 
 
 class PeriodicEvaluator:
@@ -26,9 +28,6 @@ class PeriodicEvaluator:
 
     def score(self, model, seed: int) -> tuple[float, str]:
         """(value, metric name) of ``model``'s samples under the run's protocol."""
-        from ..metrics.fid import score
-        from ..sampling import generate, to_uint8
-
         ev = self.spec["eval"]
         if self._reference is None and ev["reference"] == "dataset":
             self._reference = to_uint8(self.train_images)

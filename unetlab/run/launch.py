@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+#: Environment variables that carry a worker's CPU thread budget (torch and the BLAS libraries read them).
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: Set in every child's environment, so the processes they start (torchrun's ranks) are safe too.
 SAFE_PATH_ENV = "PYTHONSAFEPATH"
 
@@ -37,3 +39,11 @@ def python_flags() -> str:
     """The interpreter flag that keeps the working folder off the path ('' on Python 3.10), for
     launchers that take a Python command as one string (submitit's ``python``)."""
     return "-P" if sys.version_info >= (3, 11) else ""
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

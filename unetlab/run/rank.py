@@ -7,18 +7,17 @@ Exit status: 0 trained (done or partial), 1 failed, 2 bad use, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 import traceback
-from pathlib import Path
 
 from . import distributed, jsonfiles, rundir
 from ..errors import UnetlabError
+from .trainer import train_run
 
 
 def train_rank(run_dir: Path, progress: bool = False, stop_after: int | None = None) -> dict:
     """Train this rank's share of the run in ``run_dir`` (rank 0 writes the run's files)."""
-    from .trainer import train_run
-
     config = jsonfiles.read_json(run_dir / rundir.CONFIG)
     if not config or "spec" not in config or "run" not in config:
         raise UnetlabError(f"{run_dir}: not a run folder (no readable {rundir.CONFIG})")

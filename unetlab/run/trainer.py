@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 import signal
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -29,13 +29,15 @@ from . import checkpoints, distributed, jsonfiles, rundir, runlock
 from ..data import Batches, DeviceBatches, load_dataset
 from ..diffusion import make_schedule, sample_timesteps, training_loss
 from ..errors import UnetlabError
-from .evaluator import PeriodicEvaluator
 from ..frameworks import backend_for, check_run_section, ops_for
-from .loss_log import LossLog, best_loss, final_loss
+from ..metrics.model_report import forward_gflops
 from ..model import build_model
-from .signals import STOP_SIGNALS, keep_handlers_out_of_forks
+from ..sampling import generate, grid, save_png, to_uint8
 from ..spec import budget_steps, resolve_run_spec
 from ..weights import count_parameters, get_weights, set_weights
+from .evaluator import PeriodicEvaluator
+from .loss_log import LossLog, best_loss, final_loss
+from .signals import STOP_SIGNALS, keep_handlers_out_of_forks
 
 
 class TrainingDiverged(UnetlabError):
@@ -314,9 +316,6 @@ class Trainer:
 
     def finish(self) -> dict:
         """Write the EMA weights, the sample grid and the summary of a finished run."""
-        from ..metrics.model_report import forward_gflops
-        from ..sampling import generate, grid, save_png, to_uint8
-
         self.backend.synchronize()
         if not self.world.writes:
             return {"status": "done", "step": self.step}

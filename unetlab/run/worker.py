@@ -11,14 +11,16 @@ SIGTERM, SIGUSR1 or SIGUSR2 (a cluster about to preempt or requeue it) checkpoin
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 import sys
 import traceback
-from pathlib import Path
 
 from . import jsonfiles, rundir, runlock
 from ..errors import UnetlabError
+from .scoring import score_run
 from .signals import STOP_SIGNALS, keep_handlers_out_of_forks
+from .trainer import train_run
 
 
 def _interrupt(signum, frame):
@@ -52,9 +54,6 @@ def _record(run_dir: Path, status: str, exc: BaseException) -> None:
 
 def work(run_dir: Path) -> dict:
     """Train (or resume) the run, then measure it; returns the final summary."""
-    from ..metrics.fid import score_run
-    from .trainer import train_run
-
     config = jsonfiles.read_json(run_dir / rundir.CONFIG)
     if not config or "spec" not in config or "run" not in config:
         raise UnetlabError(f"{run_dir}: not a run folder (no readable {rundir.CONFIG})")

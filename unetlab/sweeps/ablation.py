@@ -11,19 +11,20 @@ in the file that made it invalid (``variants.no_attn.model.blocks.attention: ...
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 import hashlib
 import itertools
-import re
-from dataclasses import dataclass, field
+import json
 from pathlib import Path
+import re
 from typing import Any, Mapping
 
+from ..data import check_available
 from ..errors import UnetlabError
-from ..frameworks import PRECISIONS, check_run_section
-from ..frameworks import FRAMEWORKS
+from ..frameworks import FRAMEWORKS, PRECISIONS, check_run_section
 from ..registry import get_registry
-from .search_spec import SearchSpec, parse_search
 from ..spec import SECTIONS, deep_merge, expand_dotted, load_mapping, load_yaml, resolve_run_spec
+from .search_spec import SearchSpec, parse_search
 
 TOP_KEYS = ("name", "base", "variants", "grid", "seeds", "frameworks", "search")
 BUDGETS = ("steps", "epochs", "minutes")
@@ -348,3 +349,16 @@ def load_ablation(path: str | Path) -> Ablation:
         return parse_ablation(raw, path.stem, path)
     except UnetlabError as exc:
         raise UnetlabError(f"{path}: {exc}") from None
+
+
+def check_data(ablation) -> None:
+    """Every distinct dataset of the ablation is there (one line and no run started if not)."""
+    seen = set()
+    for run in ablation.runs:
+        key = json.dumps(run.spec["data"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            try:
+                check_available(run.spec["data"])
+            except UnetlabError as exc:
+                raise UnetlabError(f"{run.name}: data: {exc}") from None

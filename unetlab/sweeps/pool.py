@@ -8,17 +8,15 @@ process and every worker sees exactly its own GPUs.  No servers, no framework im
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 import os
 import re
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass
 
 from ..errors import UnetlabError
-
-#: Environment variables that carry a worker's CPU thread budget (torch and the BLAS libraries read them).
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+from ..run.launch import THREAD_VARS, cpu_cores  # noqa: F401 (public here too)
 
 
 def visible_gpus() -> list[str]:
@@ -45,14 +43,6 @@ def visible_gpus() -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     return [m.group(1) for m in re.finditer(r"^GPU (\d+):", listing, re.MULTILINE)]
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def parse_gpus(text: str) -> list[str] | None:

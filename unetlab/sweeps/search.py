@@ -20,22 +20,23 @@ trial, with the same values, by the next run of the search.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import math
 import os
+from pathlib import Path
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from ..run import jsonfiles, rundir, runlock
-from .ablation import Ablation, Run, trial_run
 from ..errors import UnetlabError
 from ..files import flocked
+from ..reports.table import run_row
+from ..run import jsonfiles, rundir, runlock
+from ..run.signals import signals_interrupt
+from .ablation import Ablation, Run, trial_run
 from .pool import Pool, Slots
 from .search_optuna import counted, distributions, open_study, sampler_for, storage_for, study_name
-from ..run.signals import signals_interrupt
-from .sweep import lock_run
+from .sweep import lock_run, run_sweep
 
 #: Held while a sweeper counts a study's trials and asks for the next one.
 COUNT_LOCK = ".search.lock"
@@ -131,8 +132,6 @@ class Study:
         -- interrupted, running elsewhere -- stays running in the study and is resumed later)."""
         from optuna.trial import TrialState
 
-        from ..reports.table import run_row
-
         try:
             self.poll(lane)
             state = rundir.read_state(lane.run_dir)
@@ -181,8 +180,6 @@ def _lane_pool(pool: Pool, taken: list[int]) -> Pool:
 
 
 def _start(lane: Lane, ablation: Ablation, root: Path, pool: Pool, echo, engine_options: dict) -> None:
-    from .sweep import run_sweep
-
     one = Ablation(ablation.name, (lane.run,), ablation.source)
 
     def go():

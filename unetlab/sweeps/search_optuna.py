@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .ablation import Run
 from ..errors import UnetlabError
-from .search_spec import SearchSpec, require_optuna
+from .ablation import Run
+from .search_spec import SearchSpec, metric_label, require_optuna
 
 JOURNAL = "search.journal"
 
@@ -81,8 +81,6 @@ def open_study(template: Run, search: SearchSpec, storage):
     if study.direction.name.lower() != direction:
         raise UnetlabError(f"study {study.study_name} was made to {study.direction.name.lower()} its objective; "
                            f"the ablation now says mode {search.mode} (use another storage or ablation name)")
-    from .search_spec import metric_label
-
     attrs = {"metric": metric_label(search.metric), "mode": search.mode, "method": search.method,
              "pruner": search.pruning.describe(), "ablation": template.ablation, "variant": template.variant,
              "framework": template.framework}
@@ -97,3 +95,15 @@ def counted(study) -> int:
     from optuna.trial import TrialState
 
     return sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+
+
+def existing_studies(root: Path, storage: str | None) -> dict:
+    """Study name -> its trials, read without creating anything (a dry run writes nothing)."""
+    import optuna
+
+    if storage is None and not (root / JOURNAL).is_file():
+        return {}
+    store = storage_for(root, storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return {name: optuna.load_study(study_name=name, storage=store).get_trials(deepcopy=False)
+            for name in optuna.get_all_study_names(store)}

@@ -19,12 +19,13 @@ distributions, sampler and pruner.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import json
 import math
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..errors import UnetlabError
+from ..reports.table import objective_column
 
 METHODS = ("grid", "random", "tpe")
 SEARCH_KEYS = ("method", "trials", "parallel", "seed", "objective", "space", "pruner")
@@ -163,8 +164,6 @@ def _space(value: Any, sections: tuple) -> tuple:
 
 
 def _objective(value: Any) -> tuple[str, str]:
-    from ..reports.table import objective_column
-
     value = {"metric": "final_loss", "mode": "min"} if value is None else value
     _known("search.objective", value, ("metric", "mode"), "metric and mode")
     mode = value.get("mode", "min")

@@ -12,22 +12,23 @@ a run whose lock an orphaned worker of a killed sweep still holds is waited for.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 import os
+from pathlib import Path
 import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from ..run import jsonfiles, rundir, runlock
-from .ablation import Ablation, Run
 from ..errors import UnetlabError
-from .pool import Pool, Slots
+from ..run import jsonfiles, rundir, runlock
+from ..run.launch import python_module, safe_env
 from ..run.rundir import Status, last_step, run_status  # noqa: F401 (public here too)
 from ..run.runlock import LOCK_FD_ENV, holders, try_lock  # noqa: F401 (public here too)
-from ..run.launch import python_module, safe_env
 from ..run.signals import signals_interrupt
+from ..spec.run import configs_match
+from .ablation import Ablation, Run
+from .pool import Pool, Slots
 
 LOG = "worker.log"
 #: Seconds a sweep waits for an orphaned worker (its sweep was killed) to checkpoint and exit.
@@ -40,8 +41,6 @@ def release(lock) -> None:
 
 
 def config_conflict(run_dir: Path, run: Run) -> bool:
-    from ..spec.run import configs_match
-
     state = rundir.read_state(run_dir)
     return state.config is not None and not configs_match(state.config, run.config())
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from einops._backends import AbstractBackend
 
+from .layout import permute
+
 FLOAT_TYPES = ("float16", "bfloat16", "float32", "float64")
 
 
@@ -41,9 +43,7 @@ class JittorBackend(AbstractBackend):
         return x.reshape(tuple(shape))
 
     def transpose(self, x, axes):
-        from .layout import permute  # a gather on the GPU, where Jittor would permute on the CPU
-
-        return permute(x, axes)
+        return permute(x, axes)  # a gather on the GPU, where Jittor would permute on the CPU
 
     def reduce(self, x, operation, axes):
         if operation not in ("min", "max", "sum", "mean", "prod", "any", "all"):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import glob
 import json
 import os
-import sys
 from pathlib import Path
+import sys
 
-from ...run.distributed import NPROC_ENV
+from . import cuda13 as jittor_cuda13
 from ...errors import UnetlabError
 from ...files import atomic_dir
-from . import cuda13 as jittor_cuda13
+from ..contract import NPROC_ENV
 
 #: The directory name Jittor looks for under ``<home>/.cache/jittor/mkl``.
 ONEDNN_DIRNAME = "dnnl_lnx_2.2.0_cpu_gomp"

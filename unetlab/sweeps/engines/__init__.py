@@ -9,24 +9,12 @@ for one that is not installed is one line saying what to install.
 """
 from __future__ import annotations
 
-import importlib
-
 from ...errors import UnetlabError
+from .on_ray import RayEngine
+from .on_slurm import SlurmEngine
+from .requirements import NEEDS, require  # noqa: F401 (public here too)
 
 ENGINES = ("local", "slurm", "ray")
-#: engine -> (the module it needs, the extra that installs it)
-NEEDS = {"slurm": ("submitit", "slurm"), "ray": ("ray", "ray")}
-
-
-def require(engine: str):
-    """Import what ``engine`` needs, or raise one line saying how to install it."""
-    module, extra = NEEDS[engine]
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise UnetlabError(f"--engine {engine} needs {module}: pip install 'unetlab[{extra}]'") from None
-
-
 def build(name: str = "local", slurm: list[str] = (), ray_address: str | None = None,
           detach: bool = False, cpu_only: bool = False):
     """The engine for ``--engine name`` with its options; None for ``local`` (the sweep's own).
@@ -43,11 +31,7 @@ def build(name: str = "local", slurm: list[str] = (), ray_address: str | None = 
         return None
     require(name)
     if name == "slurm":
-        from .on_slurm import SlurmEngine
-
         return SlurmEngine(parse_options(slurm), detach=detach, cpu_only=cpu_only)
-    from .on_ray import RayEngine
-
     return RayEngine(ray_address, cpu_only=cpu_only)
 
 

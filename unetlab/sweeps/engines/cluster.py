@@ -8,15 +8,16 @@ node does (start ``python -m unetlab.run.worker RUN_DIR`` and return the run's s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 from ...run import jsonfiles, rundir, runlock
 from ...run.launch import python_module, safe_env
 from ...run.rundir import Status
+from ...run.worker import LOCK_WAIT_ENV
 
 LOG = "worker.log"
 #: Seconds between two looks at the run folders while waiting.
@@ -54,8 +55,6 @@ def run_task(run_dir: str, env: dict | None = None, where: str = "") -> dict:
     holder whose heartbeat stopped counts as gone) and return its summary.  A stop signal this process gets (preemption, requeue) is passed on to the worker,
     which checkpoints; run again, the task resumes."""
     run_dir = Path(run_dir)
-    from ...run.worker import LOCK_WAIT_ENV
-
     env = safe_env({**os.environ, LOCK_WAIT_ENV: str(runlock.stale_after_s() + 30), **(env or {})})
     env.pop(runlock.LOCK_FD_ENV, None)
     with open(run_dir / LOG, "ab") as log:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ...run import rundir
+from . import cluster
 from ...errors import UnetlabError
+from ...run import rundir
 from ...run.rundir import Status
-from . import cluster, require
+from .requirements import require
 
 
 def ray_task(run_dir: str, gpus: int) -> dict:

@@ -9,15 +9,16 @@ checkpoint.  The job ids are kept in ``RUNS/<ablation>/.slurm/jobs.json`` for ``
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from ...run import jsonfiles
+from . import cluster
 from ...errors import UnetlabError
+from ...run import jsonfiles
 from ...run.launch import python_flags
-from . import cluster, require
+from .requirements import require
 
 JOBS_DIR = ".slurm"
 JOBS_FILE = "jobs.json"

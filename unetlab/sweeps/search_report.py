@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
+import re
 
 import pandas as pd
 
 from ..errors import UnetlabError
+from ..reports.table import _fmt_param, _param_text
+from .search_optuna import JOURNAL, storage_for
+from .search_spec import require_optuna
 
 #: How many of a study's best trials the report lists.
 BEST = 5
@@ -24,11 +27,7 @@ BEST = 5
 
 def load_studies(root: Path, storage: str | None = None) -> list:
     """Every study in the journal files at or below ``root`` (or in the database ``storage``)."""
-    from ..sweeps.search_spec import require_optuna
-
     optuna = require_optuna("unetlab table --search")
-    from ..sweeps.search_optuna import JOURNAL, storage_for
-
     root = Path(root)
     if storage:
         stores = [storage_for(root, storage)]
@@ -91,7 +90,6 @@ def describe(study) -> str:
 
 def format_report(study, fmt: str = "terminal") -> str:
     """The study's heading, best trials and importances as text."""
-    from .table import _fmt_param
     from tabulate import tabulate
 
     best = best_trials(study)
@@ -121,8 +119,6 @@ def _slug(name: str) -> str:
 
 def shown_value(value):
     """A stored parameter as the table shows it: a block choice (stored as JSON) as ``multihead(heads=4)``."""
-    from .table import _param_text
-
     if isinstance(value, str) and value.startswith("{"):
         try:
             return _param_text(json.loads(value))

@@ -1,0 +1,47 @@
+"""Scoring a run: samples from its weights, with its sampler, against its reference (FID or the
+small-network distance); ``unetlab fid RUN`` and the worker after training both use it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import load_dataset
+from ..errors import UnetlabError
+from ..metrics.fid import ensure_fid_files, score
+from ..sampling import generate, to_uint8
+from ..spec import resolve_run_spec
+from .jsonfiles import read_json
+from .layout import CONFIG
+from .loading import load_run
+
+
+def score_run(run_dir, n: int | None = None, reference: str | None = None, mode: str | None = None,
+              cache_dir: str | None = None, framework: str | None = None) -> dict:
+    """Generate ``n`` samples from a run's weights with its sampler and score them.
+
+    Returns the record stored under ``fid`` in the run's summary (not written here).
+    """
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / CONFIG)
+    if config is None:
+        raise UnetlabError(f"{run_dir}: not a run folder (no {CONFIG})")
+    spec, run = resolve_run_spec(config["spec"]), config["run"]
+    ev, sample = spec["eval"], spec["sample"]
+    if n is not None and n < 2:
+        raise UnetlabError(f"a Frechet distance needs at least 2 images, not {n}")
+    n = n or ev["fid_samples"] or 10_000
+    reference, mode = reference or ev["reference"], mode or ev["fid_mode"]
+    cache_dir = cache_dir or ev["cache_dir"]
+    framework = framework or run["framework"]
+    if reference != "dataset":
+        ensure_fid_files(mode, cache_dir)  # fail before sampling, not after
+    model = load_run(run_dir, framework, sample["ema"]).model
+    images, _ = generate(model, spec, n, seed=run.get("seed", 0))
+    train_images = None
+    if reference == "dataset":
+        m = spec["model"]
+        train_images = to_uint8(load_dataset(spec["data"], m["image_size"], m["in_channels"], run.get("seed", 0)))
+    value, name = score(to_uint8(images), reference, mode, cache_dir, train_images)
+    return {"value": value, "name": name, "n": n, "sampler": sample["sampler"],
+            "steps": sample["steps"] if sample["sampler"] == "ddim" else spec["diffusion"]["T"],
+            "eta": sample["eta"], "ema": sample["ema"], "mode": mode if name == "FID" else "small-net",
+            "reference": reference, "framework": framework}
