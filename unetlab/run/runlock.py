@@ -29,6 +29,9 @@ LOCK_FD_ENV = "UNETLAB_LOCK_FD"
 #: is taken to be dead (its run may then be taken over); default :data:`STALE_AFTER_S`.
 STALE_ENV = "UNETLAB_STALE_AFTER_S"
 STALE_AFTER_S = 300.0
+#: Environment variable: seconds a worker started by a cluster task waits for the run's lock (e.g.
+#: until the heartbeat of the task's previous incarnation, on a node that died, goes stale).
+LOCK_WAIT_ENV = "UNETLAB_LOCK_WAIT_S"
 
 
 class RunBusy(UnetlabError):

@@ -92,13 +92,10 @@ def _lock(run_dir: Path):
     fd = os.environ.get(runlock.LOCK_FD_ENV)
     if fd:
         return runlock.adopt_lock(run_dir, int(fd), "unetlab worker")
-    wait = os.environ.get(LOCK_WAIT_ENV, "")
+    wait = os.environ.get(runlock.LOCK_WAIT_ENV, "")
     return runlock.lock(run_dir, "unetlab worker", wait_s=float(wait) if wait else 0.0)
 
 
-#: Seconds a worker started by a cluster task waits for the run's lock (e.g. until the heartbeat
-#: of the task's previous incarnation, on a node that died, goes stale).
-LOCK_WAIT_ENV = "UNETLAB_LOCK_WAIT_S"
 
 
 #: The environment that places a worker: its GPUs and its CPU threads (set by the sweep's pool).

@@ -32,11 +32,12 @@ from ..errors import UnetlabError
 from ..files import flocked
 from ..reports.table import run_row
 from ..run import jsonfiles, rundir, runlock
+from ..run.protocol import lock_run
 from ..run.signals import signals_interrupt
 from .ablation import Ablation, Run, trial_run
 from .pool import Pool, Slots
 from .search_optuna import counted, distributions, open_study, sampler_for, storage_for, study_name
-from .sweep import lock_run, run_sweep
+from .sweep import run_sweep
 
 #: Held while a sweeper counts a study's trials and asks for the next one.
 COUNT_LOCK = ".search.lock"

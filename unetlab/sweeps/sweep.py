@@ -12,7 +12,6 @@ a run whose lock an orphaned worker of a killed sweep still holds is waited for.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import os
 from pathlib import Path
 import signal
@@ -20,29 +19,24 @@ import subprocess
 import threading
 import time
 
+from tqdm.auto import tqdm
+
 from ..errors import UnetlabError
 from ..run import jsonfiles, rundir, runlock
-from ..run.launch import python_module, safe_env
+from ..run.protocol import (
+    LOG, admit, config_conflict, describe_exit, finish_summary, lock_run, report_outcome, start_worker
+)
 from ..run.rundir import Status, last_step, run_status  # noqa: F401 (public here too)
-from ..run.runlock import LOCK_FD_ENV, holders, try_lock  # noqa: F401 (public here too)
+from ..run.runlock import holders, try_lock  # noqa: F401 (public here too)
 from ..run.signals import signals_interrupt
-from ..spec.run import configs_match
 from .ablation import Ablation, Run
+from .engines.base import SweepResult
 from .pool import Pool, Slots
-
-LOG = "worker.log"
-#: Seconds a sweep waits for an orphaned worker (its sweep was killed) to checkpoint and exit.
-ORPHAN_WAIT_S = 120.0
 
 
 def release(lock) -> None:
     """Release a lock from :func:`try_lock`."""
     lock.release()
-
-
-def config_conflict(run_dir: Path, run: Run) -> bool:
-    state = rundir.read_state(run_dir)
-    return state.config is not None and not configs_match(state.config, run.config())
 
 
 def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
@@ -52,7 +46,7 @@ def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
         d = Path(root) / run.name
         state = rundir.read_state(d)
         status = state.status
-        if config_conflict(d, run):
+        if config_conflict(d, run.config()):
             status = Status.CHANGED
         train = run.spec["train"]
         budget = next(f"{train[k]:g} {k}" for k in ("steps", "epochs", "minutes") if train[k] is not None)
@@ -68,34 +62,6 @@ def plan_rows(ablation: Ablation, root: Path) -> list[dict]:
 
 # -- the sweep -------------------------------------------------------------------------------
 
-@dataclass
-class SweepResult:
-    outcome: dict = field(default_factory=dict)  # run name -> done | failed | skipped-done | elsewhere
-    #                                              (| interrupted | submitted, on a cluster engine)
-
-    @property
-    def failed(self) -> list[str]:
-        return [k for k, v in self.outcome.items() if v == "failed"]
-
-
-def _describe_exit(rc: int) -> str:
-    if rc < 0:
-        try:
-            return f"signal {signal.Signals(-rc).name}"
-        except ValueError:
-            return f"signal {-rc}"
-    return f"exit code {rc}"
-
-
-def _finish_summary(run_dir: Path, status: str, reason: str) -> dict:
-    """Make sure the summary states how the worker ended (it may have died without a word)."""
-    summary = jsonfiles.read_json(run_dir / rundir.SUMMARY) or {}
-    if summary.get("status") not in (Status.DONE, Status.FAILED, Status.INTERRUPTED, Status.PRUNED):
-        summary = {**summary, "status": status, "reason": reason, "step": last_step(run_dir)}
-        rundir.write_summary(run_dir, summary)
-    return summary
-
-
 def run_worker(run_dir: Path, lock, on_poll=None, env: dict | None = None, where: str = "",
                stop: threading.Event | None = None) -> dict:
     """Run ``python -m unetlab.run.worker RUN_DIR`` (inheriting ``lock``) and return the summary.
@@ -104,14 +70,7 @@ def run_worker(run_dir: Path, lock, on_poll=None, env: dict | None = None, where
     the worker (it checkpoints) and raises KeyboardInterrupt.
     """
     run_dir = Path(run_dir)
-    env = safe_env({**os.environ, **(env or {}), LOCK_FD_ENV: str(lock.fileno())})
-    with open(run_dir / LOG, "ab") as log:
-        log.write(f"\n=== worker started {time.strftime('%Y-%m-%d %H:%M:%S')}{where} ===\n".encode())
-        log.flush()
-        proc = subprocess.Popen(python_module("unetlab.run.worker", str(run_dir)), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                pass_fds=(lock.fileno(),), start_new_session=True)
-    lock.note([os.getpid(), proc.pid])
+    proc = start_worker(run_dir, env, where, lock)
     try:
         while True:
             try:
@@ -129,11 +88,11 @@ def run_worker(run_dir: Path, lock, on_poll=None, env: dict | None = None, where
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        _finish_summary(run_dir, "interrupted", "KeyboardInterrupt: the sweep was stopped")
+        finish_summary(run_dir, "interrupted", "KeyboardInterrupt: the sweep was stopped")
         raise
     finally:
         lock.note([os.getpid()])
-    return _finish_summary(run_dir, "failed", f"worker died ({_describe_exit(rc)}); see {run_dir / LOG}")
+    return finish_summary(run_dir, "failed", f"worker died ({describe_exit(rc)}); see {run_dir / LOG}")
 
 
 def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
@@ -143,12 +102,23 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
     ``pool``: the slots runs are started in (default: one run at a time, as the worker finds it).
     ``engine``: a cluster engine from :func:`unetlab.sweeps.engines.build` (None: this machine).
     """
-    from tqdm.auto import tqdm
+    return (engine or LocalEngine(pool)).run(ablation, root, progress=progress, echo=echo)
 
-    root = Path(root)
-    if engine is not None:
-        return engine.run(ablation, root, progress=progress, echo=echo)
-    pool = pool or Pool((), 1, None, pin=False)
+
+class LocalEngine:
+    """This machine: a thread per run starts its worker in the pool's slots (one per GPU, or
+    ``--jobs`` on the CPU; one run at a time by default), each run through the one run protocol."""
+
+    name = "local"
+
+    def __init__(self, pool: Pool | None = None):
+        self.pool = pool or Pool((), 1, None, pin=False)
+
+    def run(self, ablation: Ablation, root: Path, progress: bool = True, echo=print) -> SweepResult:
+        return _run_local(ablation, Path(root), progress, echo, self.pool)
+
+
+def _run_local(ablation: Ablation, root: Path, progress: bool, echo, pool: Pool) -> SweepResult:
     wanted = {run.name: pool.slots_for(run.spec["resources"]["gpus"]) for run in ablation.runs}
     too_big = [name for name, k in wanted.items() if k > pool.size]
     if too_big:
@@ -209,39 +179,6 @@ def run_sweep(ablation: Ablation, root: Path, progress: bool = True, echo=print,
     return result
 
 
-def lock_run(run_dir: Path, command: str, say):
-    """The run's lock without waiting, or -- when an orphaned worker of a killed sweep holds it --
-    after waiting (up to :data:`ORPHAN_WAIT_S`) for that worker to checkpoint and exit; None
-    when the run is held by a live process."""
-    lock = try_lock(run_dir, command)
-    if lock is None and runlock.orphaned(run_dir):
-        say(f"{Path(run_dir).name}: waiting (up to {ORPHAN_WAIT_S:.0f} s) for the worker of a killed sweep, "
-            f"{runlock.describe_holder(run_dir)}, to checkpoint and exit")
-        try:
-            lock = runlock.lock(run_dir, command, wait_s=ORPHAN_WAIT_S)
-        except UnetlabError:
-            lock = None
-    return lock
-
-
-def admit(run: Run, run_dir: Path, state, say) -> str | None:
-    """Under the run's lock: None when the run may train (its ``config.json`` written if it had
-    none), else its outcome -- ``skipped-done``, or ``failed`` (said why) for a corrupt or
-    hand-changed folder or one holding another config."""
-    if state.status == Status.DONE:  # finished by another process just before we locked it
-        return "skipped-done"
-    if state.status in (Status.CORRUPT, Status.CHANGED):
-        say(f"{run.name}: failed: {run_dir}: {state.reason}; delete the folder to rerun it")
-        return "failed"
-    if config_conflict(run_dir, run):
-        say(f"{run.name}: failed: {run_dir} holds a run with a different config "
-            f"(the ablation changed); delete the folder to rerun it")
-        return "failed"
-    if state.config is None:
-        rundir.write_config(run_dir, run.config())
-    return None
-
-
 def _one(run: Run, run_dir: Path, say, initial: str, active: dict, worker_options: dict) -> str:
     """Run one run unless it is done, locked by another sweep, or failed in one meanwhile."""
     if run_status(run_dir) == Status.DONE:
@@ -256,7 +193,7 @@ def _one(run: Run, run_dir: Path, say, initial: str, active: dict, worker_option
         if now == Status.FAILED and initial != Status.FAILED:  # another sweep ran it since we started: no retry
             say(f"{run.name}: failed in another sweep meanwhile: {_reason(run_dir)}")
             return "failed"
-        refused = admit(run, run_dir, state, say)
+        refused = admit(run.name, run.config(), run_dir, state, say)
         if refused:
             return refused
         start = last_step(run_dir)
@@ -270,17 +207,7 @@ def _one(run: Run, run_dir: Path, say, initial: str, active: dict, worker_option
         summary = run_worker(run_dir, lock, poll, **worker_options)
     finally:
         release(lock)
-    status = summary.get("status")
-    took = time.perf_counter() - began
-    if status == "done":
-        loss = summary.get("final_loss")
-        fid = summary.get("fid") or {}
-        extra = f", {fid['name']} {fid['value']:.4g}" if fid.get("value") is not None else ""
-        say(f"{run.name}: done in {took:.0f} s, loss {loss:.4f}{extra}" if loss is not None
-            else f"{run.name}: done in {took:.0f} s")
-        return "done"
-    say(f"{run.name}: {status}: {summary.get('reason', '?')}")
-    return "failed"
+    return report_outcome(run.name, summary, say, time.perf_counter() - began)
 
 
 def _reason(run_dir: Path) -> str:

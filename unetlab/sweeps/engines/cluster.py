@@ -7,27 +7,21 @@ node does (start ``python -m unetlab.run.worker RUN_DIR`` and return the run's s
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 import signal
-import socket
 import subprocess
 import time
 
 from ...run import jsonfiles, rundir, runlock
-from ...run.launch import python_module, safe_env
+from ...run.protocol import LOG, admit, report_outcome, start_worker
 from ...run.rundir import Status
-from ...run.worker import LOCK_WAIT_ENV
 
-LOG = "worker.log"
 #: Seconds between two looks at the run folders while waiting.
 POLL_S = 1.0
 
 
 def prepare(ablation, root: Path, say) -> tuple[list, dict]:
     """The runs to submit, and the outcome of the others (skipped-done, elsewhere, failed)."""
-    from ..sweep import admit
-
     todo, outcome = [], {}
     for run in ablation.runs:
         run_dir = Path(root) / run.name
@@ -40,7 +34,7 @@ def prepare(ablation, root: Path, say) -> tuple[list, dict]:
             outcome[run.name] = "elsewhere"
             continue
         try:
-            refused = admit(run, run_dir, rundir.read_state(run_dir), say)
+            refused = admit(run.name, run.config(), run_dir, rundir.read_state(run_dir), say)
             if refused:
                 outcome[run.name] = refused
             else:
@@ -55,14 +49,7 @@ def run_task(run_dir: str, env: dict | None = None, where: str = "") -> dict:
     holder whose heartbeat stopped counts as gone) and return its summary.  A stop signal this process gets (preemption, requeue) is passed on to the worker,
     which checkpoints; run again, the task resumes."""
     run_dir = Path(run_dir)
-    env = safe_env({**os.environ, LOCK_WAIT_ENV: str(runlock.stale_after_s() + 30), **(env or {})})
-    env.pop(runlock.LOCK_FD_ENV, None)
-    with open(run_dir / LOG, "ab") as log:
-        log.write(f"\n=== worker started {time.strftime('%Y-%m-%d %H:%M:%S')} on host "
-                  f"{socket.gethostname()}{where} ===\n".encode())
-        log.flush()
-        proc = subprocess.Popen(python_module("unetlab.run.worker", str(run_dir)), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    proc = start_worker(run_dir, env, where)
     task_process.append(proc)
     forward = _forward_to(proc, signal.SIGUSR1)
     try:
@@ -137,14 +124,9 @@ def watch(names: list[str], root: Path, active, progress: bool, say, title: str)
 
 
 def _ended(name: str, run_dir: Path, state, tell) -> str:
-    summary = state.summary
-    if state.status == Status.DONE:
-        loss = summary.get("final_loss")
-        tell(f"{name}: done" + (f", loss {loss:.4f}" if loss is not None else ""))
-        return "done"
-    if state.status == Status.FAILED:
-        tell(f"{name}: failed: {state.reason or '?'}")
-        return "failed"
+    if state.status in (Status.DONE, Status.FAILED):
+        return report_outcome(name, {**state.summary, "status": str(state.status),
+                                     "reason": state.reason or state.summary.get("reason", "?")}, tell)
     tell(f"{name}: its task ended with the run {state.status}"
          f"{f' at step {state.step}' if state.step else ''}; see {run_dir / LOG}")
     return "interrupted" if state.status == Status.INTERRUPTED else "failed"

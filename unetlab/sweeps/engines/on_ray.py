@@ -15,6 +15,7 @@ from . import cluster
 from ...errors import UnetlabError
 from ...run import rundir
 from ...run.rundir import Status
+from .base import SweepResult
 from .requirements import require
 
 
@@ -35,8 +36,6 @@ class RayEngine:
         self.address, self.cpu_only = address, cpu_only
 
     def run(self, ablation, root: Path, progress: bool = True, echo=print):
-        from ..sweep import SweepResult
-
         ray = require("ray")
         root = Path(root)
         result = SweepResult()

@@ -18,6 +18,7 @@ from . import cluster
 from ...errors import UnetlabError
 from ...run import jsonfiles
 from ...run.launch import python_flags
+from .base import SweepResult
 from .requirements import require
 
 JOBS_DIR = ".slurm"
@@ -87,8 +88,6 @@ class SlurmEngine:
         self.options, self.detach, self.cpu_only = options, detach, cpu_only
 
     def run(self, ablation, root: Path, progress: bool = True, echo=print):
-        from ..sweep import SweepResult
-
         root = Path(root)
         result = SweepResult()
         todo, result.outcome = cluster.prepare(ablation, root, echo)
