@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from einops._backends import AbstractBackend
 
-from .layout import permute
+from . import layout
 
 FLOAT_TYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -43,7 +43,7 @@ class JittorBackend(AbstractBackend):
         return x.reshape(tuple(shape))
 
     def transpose(self, x, axes):
-        return permute(x, axes)  # a gather on the GPU, where Jittor would permute on the CPU
+        return layout.permute(x, axes)  # a gather on the GPU, where Jittor would permute on the CPU
 
     def reduce(self, x, operation, axes):
         if operation not in ("min", "max", "sum", "mean", "prod", "any", "all"):
