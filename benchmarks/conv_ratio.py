@@ -113,8 +113,8 @@ def main(argv=None) -> int:
     os.environ["UNETLAB_JITTOR_DEVICE"] = "cpu"
     import torch
 
-    from unetlab.frameworks import jittor_setup
-    from unetlab.frameworks.jittor_runtime import import_jittor
+    from unetlab.frameworks.jittor import setup as jittor_setup
+    from unetlab.frameworks.jittor.runtime import import_jittor
 
     jt = import_jittor("cpu")
     rng = np.random.default_rng(0)

@@ -41,7 +41,7 @@ def run_arm(spec: dict, runs: Path, jobs: int) -> dict:
         yaml.safe_dump(spec, f)
     subprocess.run([sys.executable, "-m", "unetlab.cli", "ablate", f.name, "--runs", str(runs), "--jobs", str(jobs),
                     "--no-progress", "--no-plots"], check=True, stdout=subprocess.DEVNULL)
-    from unetlab.rundir import read_json
+    from unetlab.run.rundir import read_json
 
     out = {"final_loss": ([], []), "score": ([], [])}
     for seed in spec["seeds"]:

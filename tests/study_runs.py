@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unetlab import rundir
+from unetlab.run import jsonfiles, rundir
 from unetlab.sampling import grid, save_png
 
 from tiny import digits_run
@@ -15,7 +15,7 @@ def fake_run(root, variant, framework, *, seed=0, loss=0.1, img_s=100.0, sample_
     (the last five logged values all equal ``loss``), logged every step at ``img_s``."""
     run_dir = root / f"{variant}-{framework}-s{seed}"
     spec = digits_run(steps)
-    rundir.write_json(run_dir / rundir.CONFIG, {"spec": spec, "run": {
+    jsonfiles.write_json(run_dir / rundir.CONFIG, {"spec": spec, "run": {
         "framework": framework, "seed": seed, "ablation": root.name, "variant": variant}})
     records = []
     for step in range(1, steps + 1):
@@ -24,13 +24,13 @@ def fake_run(root, variant, framework, *, seed=0, loss=0.1, img_s=100.0, sample_
                         "img_s": img_s, "peak_mem": peak_mem, "elapsed": first_step_s + (step - 1) * 32 / img_s})
     for step, value in fid_curve:
         records[step - 1]["fid"] = value
-    rundir.append_jsonl(run_dir / rundir.METRICS, records)
+    jsonfiles.append_jsonl(run_dir / rundir.METRICS, records)
     summary = {"status": "done", "step": steps, "framework": framework, "sample_img_s": sample_img_s,
                "params": 1000, "gflops": 0.01, "first_step_s": first_step_s, "peak_mem": peak_mem}
     if fid is not None:
         summary["fid"] = {"value": fid, "name": "FD-small", "n": 64, "sampler": "ddim", "steps": 5, "eta": 0.0,
                           "ema": True, "mode": "small-net", "reference": "dataset", "framework": framework}
-    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    jsonfiles.write_json(run_dir / rundir.SUMMARY, summary)
     rng = np.random.default_rng(seed)
     save_png(grid(rng.integers(0, 256, (16, 16, 16, 1), dtype=np.uint8)), run_dir / rundir.GRID)
     return run_dir

@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from unetlab.ablate import grid_label, load_ablation, parse_ablation
+from unetlab.sweeps.ablation import grid_label, load_ablation, parse_ablation
 from unetlab.cli import main
 from unetlab.errors import UnetlabError
 

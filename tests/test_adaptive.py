@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from unetlab import rundir
-from unetlab.ablate import parse_ablation
-from unetlab.adaptive import AUDIT, comparisons, first_round, read_audit, run_adaptive
+from unetlab.sweeps.ablation import parse_ablation
+from unetlab.sweeps.adaptive import AUDIT, comparisons, first_round, read_audit, run_adaptive
 from unetlab.errors import UnetlabError
-from unetlab.seed_plan import AdaptiveSeeds
+from unetlab.sweeps.seed_plan import AdaptiveSeeds
 
 from conftest import tiny_digits_spec
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import REPO_ROOT
-from unetlab.table import load_bench_table
+from unetlab.reports.table import load_bench_table
 
 RESULTS = sorted((REPO_ROOT / "benchmarks" / "results").glob("*.json"))
 

@@ -8,7 +8,7 @@ import yaml
 
 from unetlab.cli import main
 from unetlab.commands.train import apply_overrides
-from unetlab.rundir import read_json, read_jsonl
+from unetlab.run.jsonfiles import read_json, read_jsonl
 
 from tiny import DIGITS_MODEL
 

@@ -15,12 +15,12 @@ import yaml
 
 import slurm_cluster
 from conftest import REPO_ROOT, tiny_digits_spec
-from unetlab import rundir
-from unetlab.ablate import load_ablation
+from unetlab.run import jsonfiles, rundir, runlock
+from unetlab.sweeps.ablation import load_ablation
 from unetlab.cli import main
-from unetlab.rundir import Status
-from unetlab.sweep import plan_rows, run_sweep
-from unetlab.table import load_table
+from unetlab.run.rundir import Status
+from unetlab.sweeps.sweep import plan_rows, run_sweep
+from unetlab.reports.table import load_table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,7 +50,7 @@ def cli(*args, env=ENV) -> subprocess.CompletedProcess:
 
 
 def records(run_dir: Path) -> list[tuple]:
-    return [(r["step"], r["loss"]) for r in rundir.read_jsonl(run_dir / rundir.METRICS)]
+    return [(r["step"], r["loss"]) for r in jsonfiles.read_jsonl(run_dir / rundir.METRICS)]
 
 
 FIGURES = ["variant", "steps", "final loss", "best loss", "status"]
@@ -61,20 +61,20 @@ FIGURES = ["variant", "steps", "final loss", "best loss", "status"]
 def other_host_holds(run_dir: Path, age_s: float = 0.0) -> None:
     """Write the record of a holder on another host whose last heartbeat was ``age_s`` ago."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / rundir.LOCK).write_text(json.dumps({"host": "node-b", "pids": [4242], "command": "unetlab worker",
+    (run_dir / runlock.LOCK).write_text(json.dumps({"host": "node-b", "pids": [4242], "command": "unetlab worker",
                                                    "gen": 3}) + "\n")
     then = time.time() - age_s
-    os.utime(run_dir / rundir.LOCK, (then, then))
+    os.utime(run_dir / runlock.LOCK, (then, then))
 
 
 def test_a_run_held_on_another_host_is_held_while_its_heartbeat_is_fresh_then_taken_over(tmp_path, monkeypatch):
-    monkeypatch.setenv(rundir.STALE_ENV, "30")
+    monkeypatch.setenv(runlock.STALE_ENV, "30")
     path = write_ablation(tmp_path, {"a": {}})
     ablation = load_ablation(path)
     run_dir = tmp_path / "runs" / "c" / ablation.runs[0].name
     other_host_holds(run_dir, age_s=1)
-    assert rundir.try_lock(run_dir) is None
-    assert rundir.run_status(run_dir) == Status.RUNNING and rundir.held_by(run_dir) == "node-b:4242"
+    assert runlock.try_lock(run_dir) is None
+    assert rundir.run_status(run_dir) == Status.RUNNING and runlock.held_by(run_dir) == "node-b:4242"
     assert plan_rows(ablation, tmp_path / "runs" / "c")[0]["status"] == "running held (node-b:4242)"
     said = []
     result = run_sweep(ablation, tmp_path / "runs" / "c", progress=False, echo=said.append)
@@ -82,36 +82,36 @@ def test_a_run_held_on_another_host_is_held_while_its_heartbeat_is_fresh_then_ta
     assert "node-b" in said[0] and not (run_dir / rundir.METRICS).exists()
 
     other_host_holds(run_dir, age_s=31)  # its heartbeat stopped: the host or its worker is gone
-    assert rundir.run_status(run_dir) == Status.NEW and rundir.held_by(run_dir) == ""
-    lock = rundir.try_lock(run_dir, "unetlab ablate")
+    assert rundir.run_status(run_dir) == Status.NEW and runlock.held_by(run_dir) == ""
+    lock = runlock.try_lock(run_dir, "unetlab ablate")
     try:
-        info = rundir.holder(run_dir)
+        info = runlock.holder(run_dir)
         assert (info["host"], info["pids"], info["gen"]) == (socket.gethostname(), [os.getpid()], 4)
-        monkeypatch.setenv(rundir.STALE_ENV, "0.5")  # beats every 0.2 s now
+        monkeypatch.setenv(runlock.STALE_ENV, "0.5")  # beats every 0.2 s now
         lock.release()
-        lock = rundir.try_lock(run_dir, "unetlab ablate")
-        before = rundir.heartbeat_age(run_dir)
-        wait_until(lambda: rundir.heartbeat_age(run_dir) < before - 0.05 or rundir.heartbeat_age(run_dir) < 0.1,
+        lock = runlock.try_lock(run_dir, "unetlab ablate")
+        before = runlock.heartbeat_age(run_dir)
+        wait_until(lambda: runlock.heartbeat_age(run_dir) < before - 0.05 or runlock.heartbeat_age(run_dir) < 0.1,
                    "the holder's heartbeat is renewed", timeout=10)
     finally:
         lock.release()
-    assert rundir.holder(run_dir) is None and rundir.try_lock(run_dir) is not None
+    assert runlock.holder(run_dir) is None and runlock.try_lock(run_dir) is not None
 
 
 def test_of_two_takers_at_once_only_one_wins(tmp_path, monkeypatch):
-    monkeypatch.setenv(rundir.STALE_ENV, "30")
+    monkeypatch.setenv(runlock.STALE_ENV, "30")
     run_dir = tmp_path / "r"
     other_host_holds(run_dir, age_s=60)
-    (run_dir / rundir.TAKING).mkdir()  # another host is taking the stale run over right now
-    assert rundir.try_lock(run_dir) is None
-    (run_dir / rundir.TAKING).rmdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from unetlab import rundir; "
-                               f"print('held' if rundir.try_lock({str(run_dir)!r}) else 'refused', flush=True); "
-                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True, env={**ENV, rundir.STALE_ENV: "30"})
+    (run_dir / runlock.TAKING).mkdir()  # another host is taking the stale run over right now
+    assert runlock.try_lock(run_dir) is None
+    (run_dir / runlock.TAKING).rmdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from unetlab.run import runlock; "
+                               f"print('held' if runlock.try_lock({str(run_dir)!r}) else 'refused', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True, env={**ENV, runlock.STALE_ENV: "30"})
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert rundir.try_lock(run_dir) is None  # the winner holds it; the loser sees it held
-        assert rundir.holder(run_dir)["gen"] == 4
+        assert runlock.try_lock(run_dir) is None  # the winner holds it; the loser sees it held
+        assert runlock.holder(run_dir)["gen"] == 4
     finally:
         holder.kill()
         holder.wait()
@@ -142,8 +142,8 @@ def test_engine_options_are_checked_before_anything_runs(tmp_path, capsys):
 
 def test_slurm_options_become_submitit_parameters_or_sbatch_flags():
     pytest.importorskip("submitit")
-    from unetlab.engines import parse_options
-    from unetlab.engines.on_slurm import executor_parameters
+    from unetlab.sweeps.engines import parse_options
+    from unetlab.sweeps.engines.on_slurm import executor_parameters
 
     options = parse_options(["partition=gpu", "time=60", "signal=USR1@120", "mail-type=END"])
     params = executor_parameters(options, gpus=2)
@@ -171,14 +171,14 @@ def task_state(job: str) -> str:
 
 
 def slurm_job(root: Path, run: str) -> str:
-    return rundir.read_json(root / ".slurm" / "jobs.json")["runs"][run]
+    return jsonfiles.read_json(root / ".slurm" / "jobs.json")["runs"][run]
 
 
 def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with_the_local_table(slurm, tmp_path):
     path = write_ablation(tmp_path, {"long": {"train.steps": 120}, "short": {"train.lr": 2e-3}})
     runs, root = tmp_path / "runs", tmp_path / "runs" / "c"
     common = ["--runs", runs, "--no-progress", "--no-plots", "--gpus", "none"]
-    env = {**ENV, rundir.STALE_ENV: "20"}
+    env = {**ENV, runlock.STALE_ENV: "20"}
 
     submitted = cli("ablate", path, "--engine", "slurm", "--detach", *common, env=env)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
@@ -225,7 +225,7 @@ def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with
 
 def test_ray_runs_each_run_as_a_task_with_its_gpus_and_ends_like_a_local_run(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
-    from unetlab.engines import build
+    from unetlab.sweeps.engines import build
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)

@@ -2,9 +2,9 @@
 import pytest
 
 from unetlab.cli import main
-from unetlab.compare import compare
+from unetlab.reports.compare import compare
 from unetlab.errors import UnetlabError
-from unetlab.table import load_table
+from unetlab.reports.table import load_table
 
 from study_runs import fake_run, two_framework_ablation
 
@@ -50,8 +50,8 @@ def test_compare_needs_both_frameworks(tmp_path):
 def test_comparison_as_json_keeps_numbers(tmp_path):
     import json
 
-    from unetlab.compare import compare_frameworks, format_comparison
-    from unetlab.table import load_table
+    from unetlab.reports.compare import compare_frameworks, format_comparison
+    from unetlab.reports.table import load_table
 
     [row] = json.loads(format_comparison(compare_frameworks(load_table(two_framework_ablation(tmp_path / "abl"))),
                                          "json"))

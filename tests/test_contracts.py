@@ -16,7 +16,7 @@ from unetlab.blocks.contract import Block, BuildContext
 from unetlab.blocks.norm import ChannelRMSNorm
 from unetlab.frameworks import FRAMEWORKS, backend_for, ops_for
 from unetlab.frameworks.contract import Backend, Ops, missing_members
-from unetlab.frameworks.jittor_einops import JittorBackend
+from unetlab.frameworks.jittor.einops import JittorBackend
 from unetlab.registry import PluginSelection, Registry, make_plugin_manager
 
 from tiny import PARITY_MODEL

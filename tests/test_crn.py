@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from tiny import digits_run
-from unetlab.distributed import framework_seed
+from unetlab.run.distributed import framework_seed
 from unetlab.errors import UnetlabError
-from unetlab.train import Trainer
+from unetlab.run.trainer import Trainer
 
 
 def _trainer(tmp_path, name, variant, seed=0, noise="host", crn=True, **model):

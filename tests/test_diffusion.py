@@ -8,7 +8,7 @@ import torch
 from unetlab import UnetlabError
 from unetlab.diffusion import (ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, make_betas,
                                noisy_inputs, sample_timesteps)
-from unetlab.frameworks.jittor_runtime import import_jittor
+from unetlab.frameworks.jittor.runtime import import_jittor
 
 from tiny import rel_err
 

@@ -9,11 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from unetlab import UnetlabError, distributed, rundir
+from unetlab import UnetlabError
+from unetlab.run import distributed, jsonfiles, rundir, runlock
 from unetlab.cli import main
 from unetlab.data import Batches
 from unetlab.spec import resolve_run_spec
-from unetlab.train import RANKS_LOG, run_config, train_run
+from unetlab.run.trainer import RANKS_LOG, run_config, train_run
 
 from conftest import tiny_digits_spec
 
@@ -30,7 +31,7 @@ def spec(steps=STEPS, **train):
 
 
 def losses(run_dir):
-    return np.array([r["loss"] for r in rundir.read_jsonl(run_dir / rundir.METRICS)])
+    return np.array([r["loss"] for r in jsonfiles.read_jsonl(run_dir / rundir.METRICS)])
 
 
 def ema(run_dir):
@@ -43,7 +44,7 @@ def files(run_dir):
 
 def hashes(run_dir):
     return {name: hashlib.sha256((run_dir / name).read_bytes()).hexdigest() for name in files(run_dir)
-            if name not in (rundir.LOCK, rundir.EVENTS)}
+            if name not in (runlock.LOCK, rundir.EVENTS)}
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +111,14 @@ def test_a_rank_trains_only_under_its_launchers_lock(monkeypatch, tmp_path):
     with pytest.raises(UnetlabError, match="a rank runs only under the launcher holding the run's lock"):
         train_run(spec(), run, "torch", progress=False)
     assert not run.exists()  # a refused rank writes nothing
-    with rundir.hold(run):  # held by this process, as a launcher holds it: the rank goes ahead
+    with runlock.hold(run):  # held by this process, as a launcher holds it: the rank goes ahead
         with distributed.launcher_lock(run) as held:
-            assert not held.owned and rundir.holders(run) == [os.getpid()]
+            assert not held.owned and runlock.holders(run) == [os.getpid()]
 
 
 def test_a_rank_started_by_hand_is_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != distributed.NPROC_ENV}
-    done = subprocess.run([sys.executable, "-m", "unetlab.rank", str(tmp_path)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "unetlab.run.rank", str(tmp_path)], capture_output=True, text=True,
                           env=env, timeout=300)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
@@ -134,7 +135,7 @@ def test_two_gloo_ranks_follow_one_process_and_only_rank_0_writes(one_process, t
     two["resources"] = {"gpus": 2}
     rundir.write_config(run, run_config(resolve_run_spec(two), "torch", 0))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([sys.executable, "-m", "unetlab.worker", str(run)], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "unetlab.run.worker", str(run)], env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     np.testing.assert_allclose(losses(run), losses(one_process), rtol=0, atol=LOSS_ATOL)
@@ -143,10 +144,10 @@ def test_two_gloo_ranks_follow_one_process_and_only_rank_0_writes(one_process, t
     assert a.keys() == b.keys() and max(np.abs(a[k] - b[k]).max() for k in a) < EMA_ATOL
     # the files of one process, each written once: one metrics record per step, no rank-1 leftovers
     assert files(run) == sorted(files(one_process) + [RANKS_LOG])  # and the ranks' output, kept for a failure
-    assert [r["step"] for r in rundir.read_jsonl(run / rundir.METRICS)] == list(range(1, STEPS + 1))
-    summary = rundir.read_json(run / rundir.SUMMARY)
+    assert [r["step"] for r in jsonfiles.read_jsonl(run / rundir.METRICS)] == list(range(1, STEPS + 1))
+    summary = jsonfiles.read_json(run / rundir.SUMMARY)
     assert summary["status"] == "done" and summary["step"] == STEPS
-    assert rundir.holders(run) == []  # the launcher let the lock go; no rank kept it
+    assert runlock.holders(run) == []  # the launcher let the lock go; no rank kept it
 
 
 def test_a_run_checkpointed_under_two_ranks_resumes_under_one(one_process, tmp_path):
@@ -168,7 +169,7 @@ def test_ctrl_c_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
                              "--nproc", "2", "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     try:
-        while len(rundir.read_jsonl(run / rundir.METRICS)) < 3:  # training under way
+        while len(jsonfiles.read_jsonl(run / rundir.METRICS)) < 3:  # training under way
             assert proc.poll() is None, proc.communicate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.2)
@@ -177,11 +178,11 @@ def test_ctrl_c_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    summary = rundir.read_json(run / rundir.SUMMARY)
+    summary = jsonfiles.read_json(run / rundir.SUMMARY)
     step = int(np.load(run / rundir.LAST)["step"])
     assert summary["status"] == "interrupted" and summary["step"] == step >= 3, summary
-    assert rundir.read_jsonl(run / rundir.METRICS)[-1]["step"] == step
-    assert rundir.holders(run) == []
+    assert jsonfiles.read_jsonl(run / rundir.METRICS)[-1]["step"] == step
+    assert runlock.holders(run) == []
 
 
 def test_a_batch_that_does_not_split_over_nproc_is_refused_before_writing(one_process, capsys):
@@ -233,7 +234,7 @@ def test_two_mpi_ranks_of_jittor_follow_one_process(tmp_path):
     ("2", "2", None, "1"), ("2", "2", "0", "1"),  # the launcher's own use_mpi=0 is not inherited
     (None, "2", None, "0"), ("2", None, None, "0"), (None, None, None, "0")])
 def test_jittor_mpi_is_on_only_in_the_ranks_mpirun_started(monkeypatch, nproc, ompi, given, use_mpi):
-    from unetlab.frameworks import jittor_setup
+    from unetlab.frameworks.jittor import setup as jittor_setup
 
     others = ("nvcc_path", "use_cutt", "use_cutlass", "use_nccl", "log_silent")  # prepare() sets them too
     for name, value in (("use_mpi", given), ("use_mkl", "0"), (distributed.NPROC_ENV, nproc),

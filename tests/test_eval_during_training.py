@@ -2,10 +2,10 @@
 import pytest
 
 from unetlab.errors import UnetlabError
-from unetlab.rundir import read_jsonl
+from unetlab.run.jsonfiles import read_jsonl
 from unetlab.spec import resolve_run_spec
-from unetlab.table import load_table
-from unetlab.train import train_run
+from unetlab.reports.table import load_table
+from unetlab.run.trainer import train_run
 
 from tiny import digits_run
 

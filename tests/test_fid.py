@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unetlab import rundir
-from unetlab.ablate import parse_ablation
+from unetlab.run import jsonfiles, rundir
+from unetlab.sweeps.ablation import parse_ablation
 from unetlab.cli import main
 from unetlab.data import digits
 from unetlab.errors import UnetlabError
 from unetlab.metrics import fid
 from unetlab.sampling import save_samples, to_uint8
-from unetlab.worker import work
+from unetlab.run.worker import work
 
 from conftest import tiny_digits_spec
 
@@ -34,7 +34,7 @@ def run_dir(tmp_path_factory):
     base["eval"] = {"fid_samples": 64, "reference": "dataset"}
     run = parse_ablation({"name": "f", "base": base}).runs[0]
     path = tmp_path_factory.mktemp("fid") / run.name
-    rundir.write_json(path / rundir.CONFIG, run.config())
+    jsonfiles.write_json(path / rundir.CONFIG, run.config())
     work(path)
     return path
 
@@ -84,7 +84,7 @@ def test_fid_reads_weights_and_statistics_from_the_cache_folder(tmp_path, images
 
 
 def test_the_worker_records_the_score_with_its_protocol(run_dir):
-    summary = rundir.read_json(run_dir / rundir.SUMMARY)
+    summary = jsonfiles.read_json(run_dir / rundir.SUMMARY)
     assert summary["status"] == "done" and summary["gflops"] > 0
     record = summary["fid"]
     assert record["name"] == "FD-digits" and record["value"] > 0
@@ -104,7 +104,7 @@ def test_fid_command_scores_a_run_and_writes_its_summary(run_dir, capsys):
     assert out.startswith(f"{run_dir}: FD-digits ") and "FD-digits 32 ddim5 ema" in out
     assert "95% CI [" in out and "(200 bootstrap replicates over the generated samples)" in out
     assert "held-out accuracy)" in out and "; precision " in out and "KID " in out
-    summary = rundir.read_json(run_dir / rundir.SUMMARY)
+    summary = jsonfiles.read_json(run_dir / rundir.SUMMARY)
     assert summary["fid"]["n"] == 32 and summary["status"] == "done" and summary["params"] > 0
     assert main(["fid", str(run_dir), "--n", "32", "--features", "small", "--bootstrap", "0"]) == 0
     out = capsys.readouterr().out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from unetlab.frameworks.jittor_setup import cuda_device_visible
+from unetlab.frameworks.jittor.setup import cuda_device_visible
 
 pytestmark = pytest.mark.skipif(not cuda_device_visible(), reason="needs an NVIDIA GPU")
 

@@ -44,7 +44,7 @@ def test_option_set_refuses_a_non_mapping_and_unknown_keys_of_mixed_types():
 # -- seeds ------------------------------------------------------------------------------------
 
 def test_seeds_lie_in_zero_to_two_to_the_32():
-    from unetlab.commands.argtypes import seed_type
+    from unetlab.argtypes import seed_type
     from unetlab.seeds import MAX_SEED, check_seed
 
     assert check_seed(0) == 0 and check_seed(MAX_SEED) == 2**32 - 1
@@ -142,7 +142,7 @@ def test_telling_line_picks_the_error_and_joins_a_two_line_refusal():
 
 
 def test_tool_error_is_one_line_with_a_hint_and_the_log(tmp_path):
-    from unetlab.engines.on_slurm import refusal_hint
+    from unetlab.sweeps.engines.on_slurm import refusal_hint
     from unetlab.tool_output import tool_error
 
     output = "sbatch: error: Batch job submission failed: Invalid generic resource (gres) specification\n"
@@ -189,13 +189,13 @@ def test_launch_ranks_writes_the_launchers_output_into_the_log(tmp_path, monkeyp
                                         ("[8]", [8]), ("16", 16), ("no_attn", "no_attn"), ("no", "no"),
                                         ("null", None), ("a: b", {"a": "b"})])
 def test_filter_values_are_read_as_yaml(text, value):
-    from unetlab.table import filter_value
+    from unetlab.reports.table import filter_value
 
     assert filter_value(text) == value and type(filter_value(text)) is type(value)
 
 
 def test_filter_matching():
-    from unetlab.table import _matches
+    from unetlab.reports.table import _matches
 
     assert _matches(False, False) and not _matches(False, 0) and not _matches(0, False)
     assert _matches(0.001, 1e-3) and _matches([8, 16], [8, 16]) and not _matches([8], 8)
@@ -261,8 +261,8 @@ def test_sbatch_refusing_gpus_on_a_cluster_without_them_names_gpus_none(tmp_path
 
     from conftest import tiny_digits_spec
 
-    from unetlab.ablate import parse_ablation
-    from unetlab.engines import on_slurm
+    from unetlab.sweeps.ablation import parse_ablation
+    from unetlab.sweeps.engines import on_slurm
 
     refusal = ("sbatch: error: Invalid generic resource (gres) specification\n"
                "sbatch: error: Batch job submission failed: Invalid generic resource (gres) specification\n")

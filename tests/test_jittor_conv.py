@@ -6,12 +6,12 @@ import torch
 
 from unetlab import build_model
 from unetlab.errors import UnetlabError
-from unetlab.frameworks.jittor_runtime import import_jittor
+from unetlab.frameworks.jittor.runtime import import_jittor
 
 from tiny import PARITY_MODEL, rel_err
 
 jt = import_jittor()
-from unetlab.frameworks import jittor_conv  # noqa: E402
+from unetlab.frameworks.jittor import conv as jittor_conv  # noqa: E402
 
 TOL = 1e-5  # fp32, relative to the largest value
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from unetlab import UnetlabError
-from unetlab.frameworks import jittor_cuda13 as cuda13
-from unetlab.frameworks import jittor_setup
+from unetlab.frameworks.jittor import cuda13
+from unetlab.frameworks.jittor import setup as jittor_setup
 
 JITTOR_DIR = cuda13.find_jittor_dir()
 JITTOR_INCLUDE = cuda13.jittor_cuda_include(JITTOR_DIR)

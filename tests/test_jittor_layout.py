@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from unetlab.frameworks import jittor_backend
-from unetlab.frameworks.jittor_layout import permute
-from unetlab.frameworks.jittor_matmul import batched_matmul
+from unetlab.frameworks.jittor.layout import permute
+from unetlab.frameworks.jittor.matmul import batched_matmul
 
 jt = jittor_backend.jt
 
@@ -43,7 +43,7 @@ def test_einops_on_jittor_permutes_through_the_gather_path(monkeypatch):
     """einops' Jittor backend permutes with ``permute``, so rearranges stay on the GPU there."""
     import einops
 
-    from unetlab.frameworks import jittor_layout
+    from unetlab.frameworks.jittor import layout as jittor_layout
 
     calls = []
     original = jittor_layout.permute

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from unetlab.frameworks.jittor_runtime import import_jittor
+from unetlab.frameworks.jittor.runtime import import_jittor
 
 from tiny import rel_err
 
 jt = import_jittor()
 from unetlab.frameworks import jittor_ops  # noqa: E402
-from unetlab.frameworks.jittor_matmul import batched_matmul  # noqa: E402
+from unetlab.frameworks.jittor.matmul import batched_matmul  # noqa: E402
 
 TOL = 1e-5  # fp32, relative to the largest value
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from unetlab import UnetlabError
-from unetlab.frameworks import jittor_cuda13, jittor_setup
+from unetlab.frameworks.jittor import cuda13 as jittor_cuda13, setup as jittor_setup
 
 SYSTEM_LIB = next((p for p in jittor_setup.SYSTEM_ONEDNN_LIBS if os.path.exists(p)), None)
 needs_system_onednn = pytest.mark.skipif(
@@ -141,7 +141,7 @@ def test_jittor_home_from_environment_config_or_home(monkeypatch, tmp_path):
 CONV_SCRIPT = r"""
 import numpy as np
 import torch
-from unetlab.frameworks.jittor_runtime import import_jittor
+from unetlab.frameworks.jittor.runtime import import_jittor
 
 jt = import_jittor()
 rng = np.random.default_rng(0)
@@ -180,7 +180,7 @@ def test_a_killed_child_process_does_not_end_a_process_that_uses_jittor():
     """Jittor's own SIGCHLD handler quits the whole process when any child dies by a signal."""
     code = textwrap.dedent("""
         import subprocess, time
-        from unetlab.frameworks.jittor_runtime import import_jittor
+        from unetlab.frameworks.jittor.runtime import import_jittor
         import_jittor()
         child = subprocess.Popen(["sleep", "30"])
         time.sleep(0.2)

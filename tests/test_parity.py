@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from unetlab import build_model, get_registry, get_weights, resolve_model_spec, set_weights
-from unetlab.frameworks.jittor_runtime import import_jittor
+from unetlab.frameworks.jittor.runtime import import_jittor
 from unetlab.registry import PluginSelection, Registry, make_plugin_manager
 from unetlab.testing import check_block
 

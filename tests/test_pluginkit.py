@@ -123,7 +123,7 @@ def _digits_with_attention(attention, steps=1):
 
 
 def test_a_bad_option_is_refused_before_the_run_folder_is_written(kit_plugins, tmp_path, capsys):
-    from unetlab.train import train_run
+    from unetlab.run.trainer import train_run
 
     run_dir = tmp_path / "run"
     with pytest.raises(UnetlabError, match=r"^attention/linear at level 1: heads must divide 32 channels$"):
@@ -133,7 +133,7 @@ def test_a_bad_option_is_refused_before_the_run_folder_is_written(kit_plugins, t
 
 @pytest.mark.slow
 def test_a_run_that_failed_before_its_first_step_takes_a_corrected_config(kit_plugins, tmp_path):
-    from unetlab.train import train_run
+    from unetlab.run.trainer import train_run
 
     run_dir = tmp_path / "run"
     with pytest.raises(RuntimeError, match="fails_in_forward cannot run"):
@@ -219,8 +219,8 @@ def test_a_sweep_run_that_failed_before_its_first_step_takes_the_corrected_ablat
     import yaml
 
     from conftest import tiny_digits_spec
-    from unetlab.ablate import load_ablation
-    from unetlab.sweep import plan_rows, run_sweep
+    from unetlab.sweeps.ablation import load_ablation
+    from unetlab.sweeps.sweep import plan_rows, run_sweep
 
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump({"name": "t", "base": tiny_digits_spec(steps=2), "variants": {"a": {}}}))

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unetlab import rundir
-from unetlab.ablate import load_ablation
+from unetlab.run import jsonfiles, rundir
+from unetlab.sweeps.ablation import load_ablation
 from unetlab.cli import main
 from unetlab.errors import UnetlabError
-from unetlab.pool import Pool, Slots, visible_gpus
-from unetlab.sweep import holders, run_sweep
+from unetlab.sweeps.pool import Pool, Slots, visible_gpus
+from unetlab.sweeps.sweep import holders, run_sweep
 
 from conftest import REPO_ROOT, tiny_digits_spec
 
@@ -77,7 +77,7 @@ def watch(proc, run_dirs, want_together: int, timeout=300.0) -> list[dict[str, d
 
 
 def losses(run_dir: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in rundir.read_jsonl(run_dir / rundir.METRICS)]
+    return [(r["step"], r["loss"]) for r in jsonfiles.read_jsonl(run_dir / rundir.METRICS)]
 
 
 def logged_placement(run_dir: Path) -> str:
@@ -101,7 +101,7 @@ def test_fake_gpus_pin_each_worker_to_its_own_slot_and_losses_match_a_serial_run
         gpu = said.split("CUDA_VISIBLE_DEVICES=")[1].split(",")[0]
         assert gpu in ("3", "5") and "CUDA_DEVICE_ORDER=PCI_BUS_ID" in said, said
         assert f"on GPU {gpu} ===" in (d / "worker.log").read_text()
-        assert rundir.read_json(d / rundir.SUMMARY)["status"] == "done"
+        assert jsonfiles.read_json(d / rundir.SUMMARY)["status"] == "done"
 
     said = []
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the serial workers' threads, as the pooled ones had
@@ -126,7 +126,7 @@ def test_jobs_run_together_on_the_cpu_with_the_threads_split(tmp_path):
             assert "CUDA_VISIBLE_DEVICES" not in env  # the CPU without --gpus none: left as it was
     for d in run_dirs:
         assert "OMP_NUM_THREADS=1" in logged_placement(d)
-        assert rundir.read_json(d / rundir.SUMMARY)["status"] == "done"
+        assert jsonfiles.read_json(d / rundir.SUMMARY)["status"] == "done"
 
 
 def test_a_two_gpu_run_takes_two_slots(tmp_path):

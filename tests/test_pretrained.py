@@ -14,7 +14,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 import unetlab
 from unetlab import UnetlabError, count_parameters, load_pretrained
 from unetlab.cli import main
-from unetlab.frameworks.jittor_runtime import import_jittor
+from unetlab.frameworks.jittor.runtime import import_jittor
 from unetlab.pretrained import read_pretrained
 from unetlab.pretrained.config import unet2d_config_to_spec
 from unetlab.pretrained.names import convert_state_dict

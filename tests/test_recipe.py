@@ -7,10 +7,10 @@ import yaml
 
 from unetlab import UnetlabError
 from unetlab.diffusion import make_betas, training_loss
-from unetlab.frameworks.jittor_runtime import import_jittor
+from unetlab.frameworks.jittor.runtime import import_jittor
 from unetlab.model import build_model
 from unetlab.spec import resolve_run_spec
-from unetlab.train import Trainer
+from unetlab.run.trainer import Trainer
 from unetlab.weights import get_weights
 
 from conftest import REPO_ROOT

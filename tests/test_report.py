@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from unetlab.cli import main
-from unetlab.plots_frameworks import loss_difference, run_curves, write_framework_plots
-from unetlab.report_html import render_report, upscaled_png
+from unetlab.reports.plots_frameworks import loss_difference, run_curves, write_framework_plots
+from unetlab.reports.html import render_report, upscaled_png
 
 from study_runs import fake_run, two_framework_ablation
 

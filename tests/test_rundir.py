@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unetlab import rundir
+from unetlab.run import checkpoints, jsonfiles, rundir, runlock
+
+from unetlab.files import atomic_write_bytes
 from unetlab.errors import UnetlabError
-from unetlab.loss_log import FINAL_LOSS_STEPS, LossLog, debiased_ema
-from unetlab.rundir import Status
-from unetlab.table import format_table, load_table, run_row
-from unetlab.train import train_run
+from unetlab.run.loss_log import FINAL_LOSS_STEPS, LossLog, debiased_ema
+from unetlab.run.rundir import Status
+from unetlab.reports.table import format_table, load_table, run_row
+from unetlab.run.trainer import train_run
 
 from conftest import REPO_ROOT, tiny_digits_spec
 
@@ -31,7 +33,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 def snapshot(run_dir: Path) -> dict:
     """Every file of the run folder (but the lock and the events record) and its bytes."""
     return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and p.name not in (rundir.LOCK, rundir.EVENTS)}
+            if p.is_file() and p.name not in (runlock.LOCK, rundir.EVENTS)}
 
 
 def compared(records: list[dict]) -> list[tuple]:
@@ -44,18 +46,18 @@ def test_a_run_stopped_anywhere_resumes_to_the_uninterrupted_records_and_summary
     spec = tiny_digits_spec(11, log_every=3, checkpoint_every=4)
     full = tmp_path / "full"
     want = train_run(spec, full, "torch", progress=False)
-    want_records = rundir.read_jsonl(full / rundir.METRICS)
+    want_records = jsonfiles.read_jsonl(full / rundir.METRICS)
     assert [r["step"] for r in want_records] == [3, 6, 9, 11]
     for stops in ([1], [4], [5, 2], [7, 3]):  # mid-window, on a checkpoint, and twice
         run = tmp_path / f"cut-{'-'.join(map(str, stops))}"
         for n in stops:
             assert train_run(spec, run, "torch", progress=False, stop_after=n)["status"] == "partial"
-        step = int(rundir.load_arrays(run / rundir.LAST)["step"])
+        step = int(checkpoints.load_arrays(run / rundir.LAST)["step"])
         # a kill after the checkpoint leaves records beyond it, one of them torn
         with open(run / rundir.METRICS, "a") as f:
             f.write(json.dumps({"step": step + 1, "loss": 9.0, "trailing_loss": 9.0, "lr": 0}) + "\n{\"step")
         got = train_run(spec, run, "torch", progress=False)
-        assert compared(rundir.read_jsonl(run / rundir.METRICS)) == compared(want_records), stops
+        assert compared(jsonfiles.read_jsonl(run / rundir.METRICS)) == compared(want_records), stops
         assert (got["final_loss"], got["best_loss"], got["step"]) == \
                (want["final_loss"], want["best_loss"], want["step"])
 
@@ -99,7 +101,7 @@ def test_two_trains_on_one_folder_one_writer_and_sigterm_checkpoints(tmp_path):
     spec.write_text(yaml.safe_dump(tiny_digits_spec(100_000, log_every=3, checkpoint_every=1000)))
     run = tmp_path / "run"
     first = unetlab("train", spec, "--run", run, "--no-progress")
-    wait_until(lambda: rundir.last_step(run) >= 3 and first.pid in rundir.holders(run), first)
+    wait_until(lambda: rundir.last_step(run) >= 3 and first.pid in runlock.holders(run), first)
     second = unetlab("train", spec, "--run", run, "--no-progress")
     out, err = second.communicate(timeout=300)
     assert second.returncode == 2 and out == "", (out, err)
@@ -108,12 +110,12 @@ def test_two_trains_on_one_folder_one_writer_and_sigterm_checkpoints(tmp_path):
     first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 130, (out, err)
-    summary = rundir.read_json(run / rundir.SUMMARY)
+    summary = jsonfiles.read_json(run / rundir.SUMMARY)
     assert summary["status"] == "interrupted" and "SIGTERM" in summary["reason"], summary
-    step = int(rundir.load_arrays(run / rundir.LAST)["step"])
-    steps = [r["step"] for r in rundir.read_jsonl(run / rundir.METRICS)]
+    step = int(checkpoints.load_arrays(run / rundir.LAST)["step"])
+    steps = [r["step"] for r in jsonfiles.read_jsonl(run / rundir.METRICS)]
     assert step == summary["step"] and steps == list(range(3, step + 1, 3)), (step, steps)
-    assert rundir.run_status(run) == Status.INTERRUPTED and rundir.holders(run) == []
+    assert rundir.run_status(run) == Status.INTERRUPTED and runlock.holders(run) == []
 
 
 def test_a_refused_rerun_changes_no_byte_of_a_done_run_and_a_rerun_keeps_its_fid(tmp_path):
@@ -125,14 +127,14 @@ def test_a_refused_rerun_changes_no_byte_of_a_done_run_and_a_rerun_keeps_its_fid
     with pytest.raises(UnetlabError, match="holds a run with a different config"):
         train_run(tiny_digits_spec(4, lr=2e-4), run, "torch", progress=False)
     assert snapshot(run) == before
-    events = rundir.read_jsonl(run / rundir.EVENTS)
+    events = jsonfiles.read_jsonl(run / rundir.EVENTS)
     assert [e["event"] for e in events] == ["rerun refused"]
     summary = train_run(tiny_digits_spec(4), run, "torch", progress=False)  # done: nothing to do
     assert summary["fid"]["value"] == 12.5 and snapshot(run) == before
     # a failure reported over a done run goes to the events record, not over its summary
     assert not rundir.write_summary(run, {"status": "failed", "reason": "boom"})
     assert snapshot(run) == before
-    assert rundir.read_jsonl(run / rundir.EVENTS)[-1]["reason"] == "boom"
+    assert jsonfiles.read_jsonl(run / rundir.EVENTS)[-1]["reason"] == "boom"
 
 
 # -- statuses and the table ----------------------------------------------------------------------
@@ -142,7 +144,7 @@ def make_run(root: Path, name: str, summary: dict | None = None, steps=(5, 10), 
     rundir.write_config(run, {"spec": {"train": {"steps": config_steps}},
                               "run": {"framework": "torch", "seed": 0, "ablation": "abl", "variant": name}})
     if steps:
-        rundir.append_jsonl(run / rundir.METRICS, [{"step": s, "loss": 1.0 / s, "trailing_loss": 1.0 / s,
+        jsonfiles.append_jsonl(run / rundir.METRICS, [{"step": s, "loss": 1.0 / s, "trailing_loss": 1.0 / s,
                                                     "img_s": 100.0, "elapsed": float(s)} for s in steps])
     if summary is not None:
         rundir.write_summary(run, summary)
@@ -165,7 +167,7 @@ def test_the_table_shows_each_status(tmp_path, other_process):
     make_run(root, "done", {"status": "done", "step": 20, "final_loss": 0.1}, steps=(10, 20))
     make_run(root, "pruned", {"status": "pruned", "step": 10, "reason": "asha on loss at step 5"})
     running = make_run(root, "running", {"status": "running", "step": 10})
-    (running / rundir.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pids": [other_process.pid],
+    (running / runlock.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pids": [other_process.pid],
                                                    "command": "unetlab train"}))
     changed = make_run(root, "changed", {"status": "done", "step": 20}, steps=(10, 20))
     config = json.loads((changed / rundir.CONFIG).read_text())
@@ -199,7 +201,7 @@ def test_group_shows_mean_interval_and_n_and_latex_escapes(tmp_path):
         config = json.loads((run / rundir.CONFIG).read_text())
         config["run"].update(seed=seed, variant="my_var")
         rundir.write_config(run, config)
-        rundir.atomic_write_bytes(run / rundir.METRICS, (json.dumps({"step": 10, "loss": loss,
+        atomic_write_bytes(run / rundir.METRICS, (json.dumps({"step": 10, "loss": loss,
                                                                      "trailing_loss": loss}) + "\n").encode())
     grouped = load_table(root, group=True)
     assert grouped["final loss mean"][0] == pytest.approx(0.2) and grouped["final loss n"][0] == 2
@@ -216,12 +218,12 @@ def test_stale_temporary_files_go_when_the_lock_is_taken_and_files_are_0644(tmp_
         p.write_bytes(b"half a file")
     keep = run / "checkpoints" / "other.npz"
     keep.write_bytes(b"")
-    lock = rundir.lock(run)
+    lock = runlock.lock(run)
     lock.release()
     assert not any(p.exists() for p in stale) and keep.exists()
     old = os.umask(0o022)
     try:
-        rundir.write_json(run / "x.json", {})
+        jsonfiles.write_json(run / "x.json", {})
         from unetlab.sampling import save_png
         save_png(np.zeros((4, 4, 3), np.uint8), run / "g.png")
     finally:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO_ROOT, tiny_digits_spec, wait_for
-from unetlab import rundir
+from unetlab.run import checkpoints, jsonfiles, rundir, runlock
 
 optuna = pytest.importorskip("optuna")
 
@@ -47,7 +47,7 @@ def finish(proc: subprocess.Popen, timeout=600) -> str:
 
 
 def load(root: Path, name="s/a-torch"):
-    from unetlab.search_optuna import storage_for
+    from unetlab.sweeps.search_optuna import storage_for
 
     return optuna.load_study(study_name=name, storage=storage_for(root))
 
@@ -71,7 +71,7 @@ def search(tmp_path_factory):
     write(file, 5)
     proc = ablate(file, runs)
     killed = root / RUN.format(3)  # trial 3: the first of the two added
-    wait_for(lambda: (killed / rundir.LAST).is_file() and len(rundir.holders(killed)) == 2, proc)
+    wait_for(lambda: (killed / rundir.LAST).is_file() and len(runlock.holders(killed)) == 2, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     out = finish(ablate(file, runs))
@@ -94,7 +94,7 @@ def test_trials_are_counted_exactly_and_some_are_pruned(search):
         assert state.config["spec"]["train"]["lr"] == trial.params["train.lr"]
         if trial.state.name == "PRUNED":  # stopped early, checkpointed at the step it stopped
             assert state.status == rundir.Status.PRUNED and state.summary["step"] < STEPS
-            assert int(rundir.load_arrays(run_dir / rundir.LAST)["step"]) == state.summary["step"]
+            assert int(checkpoints.load_arrays(run_dir / rundir.LAST)["step"]) == state.summary["step"]
             assert state.summary["reason"].startswith("median on loss at step")
         else:
             assert state.status == rundir.Status.DONE and trial.value == state.summary["final_loss"]
@@ -103,7 +103,7 @@ def test_trials_are_counted_exactly_and_some_are_pruned(search):
 def test_a_killed_trial_resumes_as_the_same_trial(search):
     killed = search["killed"]
     assert starts(killed) == 2  # started, killed with its search, resumed by the rerun
-    steps = [r["step"] for r in rundir.read_jsonl(killed / rundir.METRICS)]
+    steps = [r["step"] for r in jsonfiles.read_jsonl(killed / rundir.METRICS)]
     assert steps == list(range(5, steps[-1] + 1, 5))  # one record per logged step, none repeated
     others = [search["root"] / RUN.format(n) for n in (0, 1, 2, 4)]
     assert [starts(d) for d in others] == [1, 1, 1, 1]
@@ -161,8 +161,8 @@ def test_two_sweepers_on_one_study_keep_its_total(tmp_path):
 # -- without training: the search's bookkeeping ----------------------------------------------------
 
 def study_of(tmp_path, trials=2):
-    from unetlab.ablate import load_ablation
-    from unetlab.search import Study
+    from unetlab.sweeps.ablation import load_ablation
+    from unetlab.sweeps.search import Study
 
     ablation = load_ablation(write(tmp_path / "s.yaml", trials))
     storage = optuna.storages.InMemoryStorage()
@@ -188,8 +188,8 @@ def test_a_trial_whose_worker_was_killed_is_left_for_the_next_run_of_the_search(
 
 
 def test_a_lane_gets_exactly_its_slots():
-    from unetlab.pool import Pool
-    from unetlab.search import _lane_pool
+    from unetlab.sweeps.pool import Pool
+    from unetlab.sweeps.search import _lane_pool
 
     pool = Pool(("3", "5", "7"), 3, 4, pin=True)
     lane = _lane_pool(pool, [1, 2])

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import tiny_digits_spec
-from unetlab.ablate import load_ablation, trial_run
+from unetlab.sweeps.ablation import load_ablation, trial_run
 from unetlab.cli import main
 
 SPACE = {"train.lr": {"log_uniform": [1.0e-5, 1.0e-3]}}

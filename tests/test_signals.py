@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from unetlab.signals import keep_handlers_out_of_forks
+from unetlab.run.signals import keep_handlers_out_of_forks
 
 
 def test_a_forked_child_gets_default_handlers_back():
@@ -33,8 +33,8 @@ def test_a_pool_shut_down_under_the_worker_handler_ends():
     worker's exit -- waited for it forever)."""
     code = textwrap.dedent("""
         import multiprocessing, signal
-        from unetlab.worker import _interrupt
-        from unetlab.signals import keep_handlers_out_of_forks
+        from unetlab.run.worker import _interrupt
+        from unetlab.run.signals import keep_handlers_out_of_forks
         keep_handlers_out_of_forks()
         signal.signal(signal.SIGTERM, _interrupt)
         for _ in range(5):

@@ -10,10 +10,10 @@ from unetlab import UnetlabError, build_model, get_registry, get_weights, set_we
 from unetlab.bench import BenchCase, file_lock, measure
 from unetlab.commands.bench import compile_modes
 from unetlab.frameworks import torch_backend
-from unetlab.frameworks.jittor_runtime import import_jittor
-from unetlab.rundir import read_jsonl
+from unetlab.frameworks.jittor.runtime import import_jittor
+from unetlab.run.jsonfiles import read_jsonl
 from unetlab.spec.run import resolve_run_spec
-from unetlab.train import train_run
+from unetlab.run.trainer import train_run
 
 from conftest import TINY_MODEL, tiny_digits_spec
 from tiny import PARITY_MODEL, rel_err

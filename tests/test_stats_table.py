@@ -15,9 +15,9 @@ from scipy import stats
 from unetlab import rundir
 from unetlab.cli import main
 from unetlab.errors import UnetlabError
-from unetlab.stats.compare import compare_to_baseline
+from unetlab.reports.baseline import compare_to_baseline
 from unetlab.stats.inference import seeds_needed
-from unetlab.table import load_table
+from unetlab.reports.table import load_table
 
 from study_runs import fake_run
 

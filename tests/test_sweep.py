@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from unetlab import rundir
-from unetlab.ablate import load_ablation
-from unetlab.sweep import holders, last_step, plan_rows, release, run_status, run_sweep, try_lock
+from unetlab.run import checkpoints, jsonfiles, rundir
+from unetlab.sweeps.ablation import load_ablation
+from unetlab.sweeps.sweep import holders, last_step, plan_rows, release, run_status, run_sweep, try_lock
 
 from conftest import REPO_ROOT, tiny_digits_spec, wait_for
 
@@ -53,7 +53,7 @@ def checkpointed(run_dir: Path, proc):
 
 
 def records(run_dir: Path) -> list[dict]:
-    return rundir.read_jsonl(run_dir / rundir.METRICS)
+    return jsonfiles.read_jsonl(run_dir / rundir.METRICS)
 
 
 def assert_clean_metrics(run_dir: Path, steps: int):
@@ -63,7 +63,7 @@ def assert_clean_metrics(run_dir: Path, steps: int):
 
 def uninterrupted(tmp_path, variant_train: dict, steps: int) -> list[dict]:
     """The metrics of the same run trained in one go (the worker calls this same function)."""
-    from unetlab.train import train_run
+    from unetlab.run.trainer import train_run
 
     spec = tiny_digits_spec(steps)
     spec["train"].update(variant_train)
@@ -83,20 +83,20 @@ def test_kill_and_ctrl_c_resume_to_the_uninterrupted_result(tmp_path):
     proc.send_signal(signal.SIGINT)                # Ctrl-C: stop cleanly
     rc, out = finish(proc)
     assert rc == 130, out
-    summary_a = rundir.read_json(a / rundir.SUMMARY)
+    summary_a = jsonfiles.read_json(a / rundir.SUMMARY)
     assert summary_a["status"] == "failed" and "SIGKILL" in summary_a["reason"], summary_a
-    assert rundir.read_json(b / rundir.SUMMARY)["status"] == "interrupted"
+    assert jsonfiles.read_json(b / rundir.SUMMARY)["status"] == "interrupted"
     assert "a-torch-s0: failed: worker died (signal SIGKILL)" in out and "rerun" in out
     assert run_status(a) == "failed" and run_status(b) == "interrupted"
     # read only now that no process writes b: Ctrl-C checkpointed it at the step it stopped at
     before = {r["step"]: r for r in records(b)}
-    checkpoint_step = int(rundir.load_arrays(b / rundir.LAST)["step"])
+    checkpoint_step = int(checkpoints.load_arrays(b / rundir.LAST)["step"])
     assert checkpoint_step >= max(before), (checkpoint_step, sorted(before))
 
     rc, out = finish(ablate(path, runs))
     assert rc == 0, out
     for run, steps in ((a, 50), (b, 60)):
-        assert rundir.read_json(run / rundir.SUMMARY)["status"] == "done"
+        assert jsonfiles.read_json(run / rundir.SUMMARY)["status"] == "done"
         assert_clean_metrics(run, steps)
         assert (run / "worker.log").read_text().count("=== worker started") == 2
     # b resumed from its checkpoint: the records up to it are the ones written before Ctrl-C
@@ -124,10 +124,10 @@ def test_two_sweeps_run_each_run_once_and_a_diverging_run_does_not_stop_them(tmp
     for run in run_dirs:
         assert (run / "worker.log").read_text().count("=== worker started") == 1, run
     for run in run_dirs[:2]:
-        summary = rundir.read_json(run / rundir.SUMMARY)
+        summary = jsonfiles.read_json(run / rundir.SUMMARY)
         assert summary["status"] == "done" and summary["gflops"] > 0 and summary["params"] > 0
         assert_clean_metrics(run, 10)
-    summary = rundir.read_json(runs / "t" / "nan-torch-s0" / rundir.SUMMARY)
+    summary = jsonfiles.read_json(runs / "t" / "nan-torch-s0" / rundir.SUMMARY)
     assert summary["status"] == "failed"
     assert summary["reason"] == "TrainingDiverged: loss became nan at step 5"
     for rc, out in ((rc1, out1), (rc2, out2)):
@@ -140,7 +140,7 @@ def test_two_sweeps_run_each_run_once_and_a_diverging_run_does_not_stop_them(tmp
 
 def hold_in_another_process(run_dir: Path) -> subprocess.Popen:
     """A process that holds the run's lock until its stdin closes."""
-    code = ("import sys; from unetlab import rundir; lock = rundir.lock(sys.argv[1], 'held by test'); "
+    code = ("import sys; from unetlab.run import runlock; lock = runlock.lock(sys.argv[1], 'held by test'); "
             "print('locked', flush=True); sys.stdin.read(); lock.release()")
     proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env=ENV)
@@ -176,13 +176,13 @@ def test_a_run_folder_with_another_config_is_reported_not_overwritten(tmp_path):
     run_dir = tmp_path / "runs" / "t" / "a-torch-s0"
     config = ablation.runs[0].config()
     config["spec"]["train"]["lr"] = 0.5
-    rundir.write_json(run_dir / rundir.CONFIG, config)
+    jsonfiles.write_json(run_dir / rundir.CONFIG, config)
     assert [r["status"] for r in plan_rows(ablation, tmp_path / "runs" / "t")] == ["changed"]
     said = []
     result = run_sweep(ablation, tmp_path / "runs" / "t", progress=False, echo=said.append)
     assert result.failed == ["a-torch-s0"]
     assert "holds a run with a different config" in said[0]
-    assert rundir.read_json(run_dir / rundir.CONFIG) == config
+    assert jsonfiles.read_json(run_dir / rundir.CONFIG) == config
     assert not (run_dir / "worker.log").exists()
 
 
@@ -198,7 +198,7 @@ def test_a_killed_sweep_takes_its_worker_with_it_and_reruns_cleanly(tmp_path):
     rc, out = finish(ablate(path, runs), timeout=300)
     assert rc == 0, out
     assert "running elsewhere" not in out, out
-    assert rundir.read_json(run / rundir.SUMMARY)["status"] == "done"
+    assert jsonfiles.read_json(run / rundir.SUMMARY)["status"] == "done"
     assert not list(run.rglob(".*.npz.*")), "temporary checkpoint files left behind"
     want, got = uninterrupted(tmp_path, {"log_every": 7, "checkpoint_every": 9}, 60), records(run)
     assert [r["step"] for r in got] == [r["step"] for r in want] == [7, 14, 21, 28, 35, 42, 49, 56, 60]

@@ -6,13 +6,13 @@ import io
 import pandas as pd
 import pytest
 
-from unetlab import rundir
-from unetlab.ablate import parse_ablation
+from unetlab.run import jsonfiles, rundir
+from unetlab.sweeps.ablation import parse_ablation
 from unetlab.cli import main
 from unetlab.errors import UnetlabError
-from unetlab.table import format_table, load_table
-from unetlab.train import train_run
-from unetlab.worker import work
+from unetlab.reports.table import format_table, load_table
+from unetlab.run.trainer import train_run
+from unetlab.run.worker import work
 
 from conftest import tiny_digits_spec
 
@@ -31,7 +31,7 @@ def runs(tmp_path_factory):
         if run.seed == 1 and run.variant != "a":
             continue
         run_dir = root / run.name
-        rundir.write_json(run_dir / rundir.CONFIG, run.config())
+        jsonfiles.write_json(run_dir / rundir.CONFIG, run.config())
         if run.variant == "p":  # stopped half-way, as a killed worker leaves it
             train_run(run.spec, run_dir, run.framework, seed=run.seed, progress=False,
                       identity=run.identity(), stop_after=10)
@@ -113,14 +113,14 @@ def test_torch_vs_jittor_overlay(runs, tmp_path):
     """Curves of the same variant in both frameworks get an overlay plot."""
     import shutil
 
-    from unetlab.plots import write_plots
+    from unetlab.reports.plots import write_plots
 
     src = runs / "a-torch-s0"
     dst = tmp_path / "abl" / "a-jittor-s0"
     shutil.copytree(src, dst)
-    config = rundir.read_json(dst / rundir.CONFIG)
+    config = jsonfiles.read_json(dst / rundir.CONFIG)
     config["run"]["framework"] = "jittor"
-    rundir.write_json(dst / rundir.CONFIG, config)
+    jsonfiles.write_json(dst / rundir.CONFIG, config)
     written = write_plots([src, dst], tmp_path / "plots")
     assert [p.name for p in written] == ["abl-loss-steps.png", "abl-loss-time.png", "abl-torch-vs-jittor.png"]
 

@@ -6,8 +6,8 @@ import pytest
 
 from unetlab import UnetlabError
 from unetlab.metrics.model_report import forward_gflops
-from unetlab.rundir import read_json, read_jsonl
-from unetlab.train import train_run
+from unetlab.run.jsonfiles import read_json, read_jsonl
+from unetlab.run.trainer import train_run
 
 from conftest import tiny_digits_spec
 from tiny import digits_run

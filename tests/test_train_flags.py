@@ -7,7 +7,7 @@ import yaml
 
 from unetlab.cli import build_parser, main
 from unetlab.commands.train import apply_overrides
-from unetlab.rundir import read_json
+from unetlab.run.rundir import read_json
 from unetlab.spec import resolve_run_spec
 
 from tiny import DIGITS_MODEL

@@ -4,14 +4,16 @@ precisions, batch sizes and torch.compile, in one process."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 import itertools
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import UnetlabError
+from .files import flocked
 from .frameworks import PRECISIONS, backend_for, ops_for
+from .frameworks.jittor.setup import cuda_device_visible
 from .metrics.model_report import forward_gflops
 from .model import build_model
 from .spec.model import resolve_model_spec
@@ -47,8 +49,6 @@ def _time(fn, steps: int, synchronize) -> float:
 def file_lock(path):
     """A context-manager factory holding an exclusive ``flock`` on ``path``: jobs sharing a GPU
     pass it as ``measure(exclusive=...)`` so that their timed parts never overlap."""
-    from .files import flocked
-
     return lambda: flocked(path)
 
 
@@ -113,8 +113,6 @@ def run_bench(spec, frameworks, precisions, batch_sizes, compile_modes, steps=5,
               log=print, channels_last=(None,)) -> list[dict]:
     """Every valid combination measured in this process; skipped ones say why."""
     if on_gpu is None:
-        from .frameworks.jittor_setup import cuda_device_visible
-
         on_gpu = cuda_device_visible()
     rows = []
     for fw, prec, bs, comp, cl in itertools.product(frameworks, precisions, batch_sizes, compile_modes,

@@ -6,7 +6,7 @@ import importlib
 import os
 import sys
 
-from .commands.argtypes import OneLineParser
+from .argtypes import OneLineParser
 from .errors import UnetlabError
 from .fs_errors import describe_os_error
 from .registry import DISABLE_AUTOLOAD_ENV, PLUGINS_ENV, get_registry

@@ -6,7 +6,6 @@ same spec and seed give the same starting weights in PyTorch and in Jittor.
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 
 import numpy as np
 
@@ -114,50 +113,3 @@ def check_finite(arrays: dict, source) -> dict:
 def count_parameters(model) -> int:
     """Trainable parameters of a model of either framework."""
     return int(sum(int(np.prod(p.shape)) for _, p in backend_for(model.framework).trainable(model)))
-
-
-def load_checkpoint(path) -> dict:
-    """``{name: array}`` of an ``.npz`` checkpoint, read completely.
-
-    A missing, unreadable, truncated or corrupt file is a one-line error that names it and
-    offers the other checkpoints in its folder (newest first), e.g. ``checkpoints/ema.npz``.
-    """
-    from .readers import read_npz
-
-    return read_npz(path, "checkpoint", _other_checkpoints)
-
-
-def _other_checkpoints(path: Path) -> str:
-    """``; other checkpoints here: ...`` naming the readable-looking siblings of ``path``."""
-    try:
-        others = sorted((p for p in path.parent.glob("*.npz") if p != path and not p.name.startswith(".")),
-                        key=lambda p: p.stat().st_mtime, reverse=True)
-    except OSError:
-        return ""
-    if not others:
-        return "; no other checkpoint in its folder"
-    return "; other checkpoints here (newest first): " + ", ".join(str(p) for p in others)
-
-
-def run_weights(run_dir, ema: bool = True) -> tuple:
-    """``(path, arrays)``: the weights of a run folder to sample from.
-
-    ``ema``: the final EMA weights (``checkpoints/ema.npz``; a done run without it is refused),
-    else the EMA inside the resumable checkpoint of a run still training; otherwise the model's
-    own last weights.
-    """
-    from pathlib import Path
-
-    from . import rundir
-
-    run_dir = Path(run_dir)
-    if ema and (run_dir / rundir.EMA).is_file():
-        return run_dir / rundir.EMA, check_finite(rundir.load_arrays(run_dir / rundir.EMA), run_dir / rundir.EMA)
-    if ema and rundir.run_status(run_dir) == rundir.Status.DONE:
-        raise UnetlabError(f"{run_dir / rundir.EMA}: missing, though the run is done (it holds the final EMA "
-                           f"weights); sample the last training weights explicitly with --no-ema")
-    path = run_dir / rundir.LAST
-    if not path.is_file():
-        wanted = f"{rundir.EMA} and {rundir.LAST}" if ema else rundir.LAST
-        raise UnetlabError(f"{run_dir}: no weights yet ({wanted} missing)")
-    return path, check_finite(rundir.split_prefix(rundir.load_arrays(path), "ema" if ema else "model"), path)

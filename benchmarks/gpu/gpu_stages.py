@@ -59,7 +59,7 @@ def rel_err(ref, got, floor=1e-30):
 
 
 def import_check():
-    from unetlab.frameworks.jittor_runtime import import_jittor
+    from unetlab.frameworks.jittor.runtime import import_jittor
 
     t0 = time.time()
     jt = import_jittor(DEVICE)
@@ -168,7 +168,7 @@ def train(size, steps):
 def small_net(size, steps=6):
     """A two-conv net with Jittor's own Conv2d and Adam: the smallest known failing case on
     CUDA 13 (batch 64).  Run under compute-sanitizer to name the kernel that faults."""
-    from unetlab.frameworks.jittor_runtime import import_jittor
+    from unetlab.frameworks.jittor.runtime import import_jittor
 
     jt = import_jittor(DEVICE)
     from jittor import nn
@@ -212,8 +212,8 @@ def conv_bench(modes, batches):
     import torch
 
     torch.backends.cudnn.allow_tf32 = False
-    from unetlab.frameworks import jittor_conv
-    from unetlab.frameworks.jittor_runtime import import_jittor
+    from unetlab.frameworks.jittor import conv as jittor_conv
+    from unetlab.frameworks.jittor.runtime import import_jittor
 
     jt = import_jittor(DEVICE)
     from jittor import nn
@@ -281,7 +281,7 @@ def cudnn9(out=None, batches="", precisions="fp32,fp16"):
             ctypes.CDLL(so, os.RTLD_GLOBAL | os.RTLD_NOW)
         except OSError as exc:
             emit(stage="cudnn9", load_failed=os.path.basename(so), error=str(exc)[:200])
-    from unetlab.frameworks.jittor_runtime import import_jittor
+    from unetlab.frameworks.jittor.runtime import import_jittor
 
     jt = import_jittor(DEVICE)
     jroot = os.path.dirname(jt.__file__)
@@ -370,8 +370,8 @@ def profile(size, top=25):
 def gemm_conv_memcheck(size):
     """A padded stride-1 and stride-2 convolution through unetlab's gemm path, forward and both
     gradients: run under compute-sanitizer to show the path writes inside its buffers."""
-    from unetlab.frameworks import jittor_conv
-    from unetlab.frameworks.jittor_runtime import import_jittor
+    from unetlab.frameworks.jittor import conv as jittor_conv
+    from unetlab.frameworks.jittor.runtime import import_jittor
 
     jt = import_jittor(DEVICE)
     rng = np.random.default_rng(0)
@@ -538,7 +538,7 @@ def _jittor_max_var_bytes(info):
 
 
 def _nvml_process_bytes():
-    from unetlab.metrics.nvml import process_gpu_bytes
+    from unetlab.frameworks.jittor.nvml import process_gpu_bytes
 
     return process_gpu_bytes()
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from .norm import GroupNorm
+
 
 @runtime_checkable
 class Block(Protocol):
@@ -69,8 +71,6 @@ class BuildContext:
         """The model's normalisation layer (the ``norm`` slot's block) for ``channels`` channels."""
         cls = self.norm_block
         if cls is None:
-            from .norm import GroupNorm
-
             cls = GroupNorm.of(self.ops)
         return cls(self, channels, channels, **self.norm_options)
 

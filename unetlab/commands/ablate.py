@@ -3,7 +3,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .argtypes import positive_int
+
+from ..errors import UnetlabError
+from ..reports.table import find_runs
+from ..sweeps.ablation import check_data, load_ablation
+from ..sweeps.engines import build
+from ..sweeps.engines.on_slurm import status_lines
+from ..sweeps.pool import Pool
+from ..sweeps.sweep import run_status, run_sweep
+from ..argtypes import positive_int
+from .ablate_adaptive import run_adaptive_command
+from .ablate_search import run_search_command
+from .plan import print_plan
+from .table import show_table
 
 
 def add_parser(sub):
@@ -36,44 +48,8 @@ def add_parser(sub):
     return p
 
 
-def print_plan(ablation, root: Path) -> None:
-    from tabulate import tabulate
-
-    from ..sweep import plan_rows
-
-    rows = plan_rows(ablation, root)
-    counts = {}
-    for r in rows:
-        key = r["status"].split(" ")[0]
-        counts[key] = counts.get(key, 0) + 1
-    show = [{k: v for k, v in r.items() if k != "grid" or any(x["grid"] for x in rows)} for r in rows]
-    print(f"ablation {ablation.name}: {len(rows)} runs in {root} "
-          f"({', '.join(f'{n} {s}' for s, n in counts.items())})")
-    print(tabulate(show, headers="keys", tablefmt="simple", disable_numparse=True))
-
-
-def check_data(ablation) -> None:
-    """Every distinct dataset of the ablation is there (one line and no run started if not)."""
-    import json
-
-    from ..data import check_available
-    from ..errors import UnetlabError
-
-    seen = set()
-    for run in ablation.runs:
-        key = json.dumps(run.spec["data"], sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            try:
-                check_available(run.spec["data"])
-            except UnetlabError as exc:
-                raise UnetlabError(f"{run.name}: data: {exc}") from None
-
-
 def show_jobs(root: Path) -> None:
     """The Slurm jobs of the ablation's latest submissions and their tasks' states."""
-    from ..engines.on_slurm import status_lines
-
     lines = status_lines(root)
     if lines:
         print("\nslurm jobs:")
@@ -81,14 +57,6 @@ def show_jobs(root: Path) -> None:
 
 
 def run(args):
-    from ..ablate import load_ablation
-    from ..errors import UnetlabError
-    from ..sweep import run_status, run_sweep
-    from .table import show_table
-
-    from ..engines import build
-    from ..pool import Pool
-
     if args.engine == "local":
         pool = Pool.build(args.gpus, args.jobs)  # a bad --gpus or --jobs: one line, nothing run
     else:
@@ -104,8 +72,6 @@ def run(args):
         raise UnetlabError(f"--runs {args.runs}: no such folder, so no run of {ablation.name} to report "
                            f"(check --runs, or run the ablation without --status)")
     if ablation.search is not None:  # a sampled search: trials asked of Optuna
-        from .ablate_search import run_search_command
-
         if args.detach:
             raise UnetlabError("--detach: a search waits for its trials (it asks Optuna for the next ones "
                                "as they end); run it without --detach, e.g. in a Slurm job of its own")
@@ -113,8 +79,6 @@ def run(args):
             pool = Pool((), ablation.search.parallel, None, pin=False)
         return run_search_command(args, ablation, root, pool, engine=engine)
     if ablation.adaptive:  # rounds of seeds until the comparisons are decided
-        from .ablate_adaptive import run_adaptive_command
-
         return run_adaptive_command(args, ablation, root, pool, engine)
     print_plan(ablation, root)
     if args.status:
@@ -136,8 +100,6 @@ def run(args):
         print(f"\nstopped; the current run is marked interrupted -- rerun `unetlab ablate {args.file}"
               f"{'' if args.runs == 'runs' else f' --runs {args.runs}'}` to resume it")
         raise
-    from ..table import find_runs
-
     if args.detach:
         return 0
     if root.is_dir() and find_runs(root):

@@ -4,12 +4,19 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from tabulate import tabulate
+
+from ..errors import UnetlabError
+from ..reports.table import find_runs
+from ..sweeps.ablation import check_data
+from ..sweeps.adaptive import comparisons, first_round, run_adaptive
+from ..sweeps.sweep import run_sweep
+from .plan import print_plan
+from .table import show_table
+
 
 def print_adaptive_plan(ablation, root: Path) -> None:
     """Round 1's plan and the later rounds' runs already begun, and the most runs the rounds can take."""
-    from ..adaptive import comparisons, first_round
-    from .ablate import print_plan
-
     first = {r.name for r in first_round(ablation)}
     shown = [r for r in ablation.runs if r.name in first or (Path(root) / r.name).is_dir()]
     print_plan(dataclasses.replace(ablation, runs=tuple(shown)), root)
@@ -21,8 +28,7 @@ def print_adaptive_plan(ablation, root: Path) -> None:
 
 
 def print_verdicts(final: dict) -> None:
-    from tabulate import tabulate
-
+    """The final look of every comparison as a table."""
     rows = [{"comparison": label, "n": r["n"], "mean diff": f"{r['mean_diff']:+.4g}", "p": f"{r['p']:.3g}",
              "verdict": r["verdict"], "seeds needed": r["seeds_needed"] or ""} for label, r in final.items()]
     if rows:
@@ -30,13 +36,7 @@ def print_verdicts(final: dict) -> None:
 
 
 def run_adaptive_command(args, ablation, root: Path, pool, engine) -> int:
-    from ..adaptive import run_adaptive
-    from ..errors import UnetlabError
-    from ..sweep import run_sweep
-    from ..table import find_runs
-    from .ablate import check_data
-    from .table import show_table
-
+    """``ablate FILE`` for adaptive seeds: the plan, then the rounds, then the verdicts and the table."""
     print_adaptive_plan(ablation, root)
     if args.status or args.dry_run:
         return 0

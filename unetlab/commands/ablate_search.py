@@ -1,21 +1,24 @@
 """``unetlab ablate FILE`` for an ablation with a sampled ``search:``: its plan, its trials, its table."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+
+from tabulate import tabulate
+
+from ..reports.table import find_runs
+from ..sweeps.ablation import check_data
+from ..sweeps.search import run_search
+from ..sweeps.search_optuna import JOURNAL, existing_studies, study_name
+from ..sweeps.search_spec import metric_label
+from .table import show_table
 
 
 def print_search_plan(ablation, root: Path, storage: str | None, pool) -> None:
     """One row per study (variant x framework): its trials so far against the total."""
-    from collections import Counter
-
-    from tabulate import tabulate
-
-    from ..search_optuna import JOURNAL, study_name
-    from ..search_spec import metric_label
-
     search = ablation.search
     where = storage or str(root / JOURNAL)
-    studies = _existing_studies(root, storage)
+    studies = existing_studies(root, storage)
     rows = []
     for template in ablation.runs:
         trials = studies.get(study_name(template), [])
@@ -29,25 +32,7 @@ def print_search_plan(ablation, root: Path, storage: str | None, pool) -> None:
     print(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
 
 
-def _existing_studies(root: Path, storage: str | None) -> dict:
-    """Study name -> its trials, read without creating anything (a dry run writes nothing)."""
-    import optuna
-
-    from ..search_optuna import JOURNAL, storage_for
-
-    if storage is None and not (root / JOURNAL).is_file():
-        return {}
-    store = storage_for(root, storage)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return {name: optuna.load_study(study_name=name, storage=store).get_trials(deepcopy=False)
-            for name in optuna.get_all_study_names(store)}
-
-
 def run_search_command(args, ablation, root: Path, pool, engine=None) -> int:
-    from ..search import run_search
-    from .ablate import check_data
-    from .table import show_table
-
     print_search_plan(ablation, root, args.storage, pool)
     if args.dry_run or args.status:
         return 0
@@ -60,8 +45,6 @@ def run_search_command(args, ablation, root: Path, pool, engine=None) -> int:
         print(f"\nstopped; running trials are checkpointed -- rerun `unetlab ablate {args.file}"
               f"{'' if args.runs == 'runs' else f' --runs {args.runs}'}` to resume them as the same trials")
         raise
-    from ..table import find_runs
-
     if root.is_dir() and find_runs(root):
         print()
         show_table(root, plots=None if args.no_plots else root / "plots")

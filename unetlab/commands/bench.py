@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+import sys
 
 from tabulate import tabulate
 
+from ..bench import run_bench
+from ..errors import UnetlabError
 from ..frameworks import FRAMEWORKS, PRECISIONS
-from .argtypes import choice_list, non_negative_int, positive_int, positive_int_list
+from ..frameworks.torch_modes import COMPILE_MODES
+from ..argtypes import choice_list, non_negative_int, positive_int, positive_int_list
 
 
 #: every precision some framework takes (each skips those it does not)
@@ -37,9 +40,6 @@ def add_parser(sub):
 
 def compile_modes(text: str) -> list:
     """``--compile``'s comma list as modes (None: eager); unknown names raise UnetlabError."""
-    from ..errors import UnetlabError
-    from ..frameworks.torch_modes import COMPILE_MODES
-
     aliases = {"off": [None], "on": ["default"], "both": [None, "default"]}
     modes = []
     for name in text.split(","):
@@ -51,8 +51,6 @@ def compile_modes(text: str) -> list:
 
 
 def run(args):
-    from ..bench import run_bench
-
     done = []
 
     def log(row):  # each row is written as soon as it is measured: a later crash loses nothing

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import rundir
+from ..data import load_dataset
 from ..errors import UnetlabError
 from ..frameworks import FRAMEWORKS
 from ..fs_errors import check_writable
 from ..metrics.bootstrap import BOOTSTRAP
-from ..metrics.scoring import FEATURE_CHOICES
-from ..pretrained import cli as pretrained_cli
-from ..pretrained import is_pretrained_source
+from ..metrics.fid import load_folder, protocol
+from ..metrics.scoring import FEATURE_CHOICES, score_record
+from ..pretrained import cli as pretrained_cli, is_pretrained_source
+from ..run import rundir, runlock
+from ..run.scoring import score_run
+from ..sampling import to_uint8
 from ..spec.run import DATA
-from .argtypes import at_least_two, non_negative_int
+from ..argtypes import at_least_two, non_negative_int
 
 
 def replicates(text: str) -> int:
@@ -55,10 +58,8 @@ def add_parser(sub):
 
 
 def _score_run(args, run_dir: Path) -> dict:
-    from ..metrics.fid import score_run
-
     check_writable(run_dir, "run folder")  # the score goes into its summary.json: fail before sampling
-    with rundir.hold(run_dir):
+    with runlock.hold(run_dir):
         record = score_run(run_dir, args.n, args.reference, args.mode, args.cache_dir, args.framework,
                            args.features, args.bootstrap)
         rundir.update_summary(run_dir, fid=record)
@@ -66,11 +67,6 @@ def _score_run(args, run_dir: Path) -> dict:
 
 
 def _score_folder(args, folder: Path) -> dict:
-    from ..data import load_dataset
-    from ..metrics.fid import load_folder
-    from ..metrics.scoring import score_record
-    from ..sampling import to_uint8
-
     images = load_folder(folder, args.n)
     reference, mode = args.reference or "cifar10-train", args.mode or "clean"
     train = None
@@ -98,8 +94,6 @@ def _explain(record: dict) -> None:
 
 
 def run(args):
-    from ..metrics.fid import protocol
-
     path = Path(args.path)
     if is_pretrained_source(args.path):  # a diffusers UNet2DModel folder or hub id
         folder, how = pretrained_cli.sample_for_fid(args)

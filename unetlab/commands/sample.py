@@ -4,18 +4,20 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from .. import rundir
 from ..errors import UnetlabError
-from ..fs_errors import check_writable
 from ..readers import read_run_config
 from ..frameworks import FRAMEWORKS
 from ..frameworks.torch_modes import COMPILE_MODES
-from ..pretrained import cli as pretrained_cli
-from ..pretrained import is_pretrained_source
+from ..fs_errors import check_writable
+from ..model import build_model
+from ..pretrained import cli as pretrained_cli, is_pretrained_source
+from ..run import checkpoints, jsonfiles, rundir, runlock
+from ..run.checkpoints import run_weights
+from ..sampling import generate, grid, save_png, save_samples, to_uint8
 from ..spec import load_mapping, resolve_run_spec
 from ..spec.run import check_sections
-from ..weights import check_finite, run_weights
-from .argtypes import non_negative_float, positive_int, seed_type
+from ..weights import check_finite, set_weights
+from ..argtypes import non_negative_float, positive_int, seed_type
 
 
 def add_parser(sub):
@@ -53,18 +55,14 @@ def load_source(args):
         raise UnetlabError(f"{source}: no such run folder or weights file")
     if not args.spec:
         raise UnetlabError("a weights file needs --spec (the run spec it was trained with)")
-    arrays = rundir.load_arrays(source)
+    arrays = checkpoints.load_arrays(source)
     if any(k.startswith("ema/") for k in arrays):
-        arrays = rundir.split_prefix(arrays, "model" if args.no_ema else "ema")
+        arrays = checkpoints.split_prefix(arrays, "model" if args.no_ema else "ema")
     check_finite(arrays, source)
     return load_mapping(args.spec, "run spec"), arrays, "torch", source.parent
 
 
 def run(args):
-    from ..model import build_model
-    from ..sampling import generate, grid, save_png, save_samples, to_uint8
-    from ..weights import set_weights
-
     spec, arrays, framework, out_base = load_source(args)
     framework = args.framework or framework
     spec = dict(check_sections(spec))
@@ -87,7 +85,7 @@ def run(args):
     run_folder = (not is_pretrained_source(args.source) and source.is_dir()
                   and (source / rundir.CONFIG).is_file())
     # nothing else writes a run folder while its samples are written into it
-    with rundir.hold(source) if run_folder else contextlib.nullcontext():
+    with runlock.hold(source) if run_folder else contextlib.nullcontext():
         images, timing = generate(model, spec, args.num, seed=args.seed)
         save_samples(images, out)
         save_png(grid(to_uint8(images)), out / "grid.png")

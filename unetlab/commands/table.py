@@ -3,14 +3,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..reports.compare import compare, format_comparison
+from ..reports.html import write_report
+from ..reports.plots import write_plots
+from ..reports.plots_forest import forest_plot
+from ..reports.plots_frameworks import write_framework_plots
+from ..reports.plots_seeds import write_seed_plots
+from ..reports.table import arrange, format_table, load_bench_table, load_table, score_header
+from ..run.loss_log import FINAL_LOSS_HELP
+from ..run.rundir import Status
+from ..reports.baseline import compare_to_baseline
+from ..stats.inference import EXACT_MAX_PAIRS
+from ..reports.baseline_table import format_vs
+from ..sweeps.search_report import show_search
+
 FORMATS = ("terminal", "markdown", "csv", "json", "latex")
 
 
 def add_parser(sub):
-    from ..loss_log import FINAL_LOSS_HELP
-    from ..rundir import Status
-    from ..stats.inference import EXACT_MAX_PAIRS
-
     p = sub.add_parser("table", help="a table of the runs under a folder, and their loss plots; "
                                      "or of a benchmark results file",
                        description="One row per run: " + FINAL_LOSS_HELP + ". Status: "
@@ -51,20 +61,12 @@ def add_parser(sub):
 
 def show_table(root: Path, filters=(), sort=None, group=False, fmt="terminal", plots: Path | None = None):
     """Print the table of the runs under ``root``; write plots of its runs into ``plots`` (None: none)."""
-    from ..table import arrange, format_table, load_table
-
     df = load_table(root, list(filters))
     print(format_table(arrange(df, sort, group), fmt))
     if plots is not None:
-        from ..plots import write_plots
-
-        from ..plots_frameworks import write_framework_plots
-
         run_dirs = [Path(p) for p in df["path"]]
         paths = write_plots(run_dirs, plots) + write_framework_plots(run_dirs, plots)
         if group:
-            from ..plots_seeds import write_seed_plots
-
             paths += write_seed_plots(run_dirs, plots)
         if paths and fmt == "terminal":
             print(f"\nplots: {', '.join(str(p) for p in paths)}")
@@ -73,8 +75,6 @@ def show_table(root: Path, filters=(), sort=None, group=False, fmt="terminal", p
 
 def show_bench_table(path: Path, filters=(), sort=None, fmt="terminal"):
     """Print the rows of a benchmark results file."""
-    from ..table import arrange, format_table, load_bench_table
-
     df = load_bench_table(path, list(filters))
     print(format_table(arrange(df, sort), fmt))
     return df
@@ -87,8 +87,6 @@ def run(args):
         return 0
     plots = None if args.no_plots else Path(args.plots) if args.plots else root / "plots"
     if args.search:
-        from ..search_report import show_search
-
         show_search(root, args.storage, args.format, plots)
     elif args.compare:
         show_comparison(root, args.compare, args.filter, args.format)
@@ -100,8 +98,6 @@ def run(args):
     else:
         show_table(root, args.filter, args.sort, args.group, args.format, plots)
     if args.html:
-        from ..report_html import write_report
-
         path = write_report(root, Path(args.html), args.filter, group=args.group, vs=args.vs,
                             metrics=args.metric, alpha=args.alpha)
         print(f"report: {path}")
@@ -111,16 +107,10 @@ def run(args):
 def show_vs(root: Path, baseline: str, metrics=(), alpha: float = 0.05, filters=(), fmt="terminal",
             plots: Path | None = None):
     """Print every variant's comparison with ``baseline``; write its forest plot into ``plots``."""
-    from ..stats.compare import compare_to_baseline
-    from ..stats.vs_table import format_vs
-    from ..table import load_table, score_header
-
     df = load_table(root, list(filters))
     result = compare_to_baseline(df, baseline, list(metrics), alpha)
     print(format_vs(result, fmt, score_header(df)))
     if plots is not None and not result.empty:
-        from ..plots_forest import forest_plot
-
         ablation = "-".join(sorted(set(result["ablation"].astype(str))))
         path = forest_plot(result, plots / f"{ablation}-vs-{baseline}.png", baseline, score_header(df))
         if path and fmt == "terminal":
@@ -130,9 +120,6 @@ def show_vs(root: Path, baseline: str, metrics=(), alpha: float = 0.05, filters=
 
 def show_comparison(root: Path, by: str, filters=(), fmt="terminal"):
     """Print the ``--compare BY`` table of the runs under ``root``."""
-    from ..compare import compare, format_comparison
-    from ..table import load_table
-
     df = compare(load_table(root, list(filters)), by)
     print(format_comparison(df, fmt))
     return df

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import rundir
-from ..frameworks import FRAMEWORKS
-from ..loss_log import FINAL_LOSS_STEPS
+from ..data import check_available
+from ..errors import UnetlabError
+from ..frameworks import FRAMEWORKS, check_run_section
+from ..fs_errors import check_writable
+from ..run import distributed, jsonfiles, rundir
+from ..run.loss_log import FINAL_LOSS_STEPS
+from ..run.trainer import train_run
 from ..spec import load_mapping, resolve_run_spec, set_dotted
 from ..spec.run import DIFFUSION, TRAIN, check_sections
-from .argtypes import positive_float, positive_int, seed_type
+from ..argtypes import positive_float, positive_int, seed_type
 
 #: The original script's budget when neither the command line nor the spec gives one. Its other
 #: defaults (-T 1000, -BS 256, -lr 1e-4) are the spec's own defaults, so they need no copy here.
@@ -79,27 +83,19 @@ def preflight(spec: dict, run_dir: Path, framework: str, nproc: int = 1) -> None
     is missing or unreadable, a config.json that is not JSON, a folder that cannot be written, a
     batch that does not split over ``nproc`` processes or a missing launcher.
     (A folder holding another run is refused by ``train_run``, which records the refusal.)"""
-    from .. import distributed
-    from ..data import check_available
-    from ..errors import UnetlabError
-    from ..fs_errors import check_writable
-    from ..frameworks import check_run_section
-
     check_run_section(framework, "train", spec["train"])
     if nproc > 1:
         distributed.check_batch_divides(spec["train"]["batch_size"], nproc)
         distributed.check_launcher(framework)
     check_run_section(framework, "sample", spec["sample"])
     check_available(spec["data"])
-    existing = rundir.read_json(run_dir / rundir.CONFIG)
+    existing = jsonfiles.read_json(run_dir / rundir.CONFIG)
     if (run_dir / rundir.CONFIG).exists() and existing is None:
         raise UnetlabError(f"{run_dir / rundir.CONFIG}: unreadable or not JSON; use another run folder")
     check_writable(run_dir, "run folder")
 
 
 def run(args):
-    from ..train import train_run
-
     spec = resolve_run_spec(apply_overrides(load_mapping(args.spec, "run spec"), args))
     seed = spec["train"]["seed"] if args.seed is None else args.seed
     run_dir = Path(args.run or f"runs/train/{Path(args.spec).stem}-{args.framework}-s{seed}")

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from ..errors import UnetlabError
+from .jittor.runtime import prepare
 
 if TYPE_CHECKING:
     from .contract import Backend, Ops
@@ -66,8 +67,6 @@ def prepare_jittor(device: str | None = None) -> str:
     unetlab does this itself when it first builds or runs anything in Jittor; call it only
     when you import ``jittor`` yourself first.  Returns the one-line set-up summary.
     """
-    from .jittor_runtime import prepare
-
     return prepare(device)
 
 

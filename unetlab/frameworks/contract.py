@@ -13,6 +13,10 @@ from typing import Any, ContextManager, Protocol, runtime_checkable
 
 import numpy as np
 
+#: Set by unetlab's launcher in the ranks' environment: the number of ranks it started (a framework
+#: that sets up its own communication, Jittor under mpirun, reads it).
+NPROC_ENV = "UNETLAB_NPROC"
+
 
 @runtime_checkable
 class Ops(Protocol):

@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
-from . import jittor_runtime
+from ..errors import UnetlabError
+from .jittor import runtime as jittor_runtime
+from .jittor.nvml import process_gpu_bytes
 
 jt = jittor_runtime.import_jittor()
 
@@ -66,7 +68,6 @@ def autocast(precision: str):
         return contextlib.nullcontext()
     if precision == "fp16":
         return jt.flag_scope(auto_mixed_precision_level=5)
-    from ..errors import UnetlabError
     raise UnetlabError(f"jittor: precision {precision!r} is not supported (supported: fp32, fp16)")
 
 
@@ -140,7 +141,6 @@ def _average_over_ranks(grads: list) -> None:
 def init_world(world) -> None:
     """Check that Jittor's MPI sees the world mpirun started (it is on only for MPI runs)."""
     if not jt.in_mpi or jt.world_size != world.size or jt.rank != world.rank:
-        from ..errors import UnetlabError
         raise UnetlabError(f"jittor: MPI is not set up for this run (rank {jt.rank} of {jt.world_size}, "
                            f"expected rank {world.rank} of {world.size}); run it with mpirun from OpenMPI")
 
@@ -186,8 +186,6 @@ def held_memory_bytes() -> int | None:
     used, so this is at least the peak).  None on the CPU or without NVML."""
     if not jt.flags.use_cuda:
         return None
-    from ..metrics.nvml import process_gpu_bytes
-
     return process_gpu_bytes()
 
 

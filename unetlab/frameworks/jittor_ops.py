@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 from einops import rearrange
 
-from . import jittor_conv, jittor_runtime
-from .jittor_matmul import batched_matmul
+from .jittor import conv as jittor_conv, runtime as jittor_runtime
+from .jittor.matmul import batched_matmul
 
 jt = jittor_runtime.import_jittor()
 from jittor import nn  # noqa: E402
 
-from . import jittor_einops  # noqa: E402,F401  (einops.rearrange on Jittor arrays)
+from .jittor import einops as jittor_einops  # noqa: E402,F401  (einops.rearrange on Jittor arrays)
 
 NAME = "jittor"
 

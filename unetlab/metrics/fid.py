@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import io
 import os
-import urllib.request
 from pathlib import Path
+import urllib.request
 
 import numpy as np
 
-from .. import rundir
 from ..data import IMAGE_SUFFIXES, list_images
 from ..errors import UnetlabError
-from ..readers import read_npz_array, read_run_config
+from ..files import atomic_write_bytes
+from ..readers import read_npz_array
 
 STATS_URL = "https://www.cs.cmu.edu/~clean-fid/stats/"
 PYTORCH_INCEPTION = "pt_inception-2015-12-05-6726825d.pth"
@@ -59,8 +59,8 @@ def _rgb(images: np.ndarray) -> np.ndarray:
 def features(images: np.ndarray, extractor, resize=None, batch_size: int = 256, device="cpu") -> np.ndarray:
     """Features of uint8 (N, H, W, C) images: each resized (a clean-fid resizer) then batched
     through ``extractor`` with clean-fid's ``get_batch_features``."""
-    import torch
     from cleanfid.fid import get_batch_features
+    import torch
 
     images = _rgb(images)
     out = []
@@ -114,7 +114,7 @@ def _fetch(path: Path, url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             data = response.read()
-        rundir.atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data)
         return True
     except Exception:  # noqa: BLE001 - offline or unwritable: the caller says what to put where
         return False
@@ -155,6 +155,7 @@ def inception_features(images: np.ndarray, mode: str = "clean", cache_dir: str |
     """Inception features of uint8 (N, H, W, C) images and clean-fid's CIFAR-10 train (mu, sigma)."""
     import torch
     from cleanfid.resize import build_resizer
+    import torch
 
     paths = ensure_fid_files(mode, cache_dir)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -207,24 +208,11 @@ def write_reference_features(mode: str, cache_dir: str | None, data_root: str, d
     path = reference_features_path(mode, cache_dir)
     buffer = io.BytesIO()
     np.savez(buffer, features=feats.astype(np.float32))
-    rundir.atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
 # -- scoring images, runs and folders --------------------------------------------------------
-
-def score(images: np.ndarray, reference: str, mode: str = "clean", cache_dir: str | None = None,
-          train_images: np.ndarray | None = None, dataset: str | None = None,
-          features: str = "trained") -> tuple[float, str]:
-    """(value, metric name) of uint8 images: FID vs CIFAR-10, or a Frechet distance vs
-    ``train_images`` in ``dataset``'s trained features (FD-small where it has none, or with
-    ``features="small"``).  The full record (CI, KID, PRDC): :func:`unetlab.metrics.scoring.score_record`."""
-    from .scoring import score_record
-
-    record = score_record(images, reference, mode, cache_dir, train_images, dataset, features, bootstrap=0,
-                          extra=False)
-    return record["value"], record["name"]
-
 
 def protocol(fid: dict) -> str:
     """A short form of how a score was measured: ``FID clean 10k ddim100 ema``."""
@@ -235,59 +223,6 @@ def protocol(fid: dict) -> str:
     eta = f" eta{fid['eta']:g}" if sampler == "ddim" and fid.get("eta") else ""
     what = fid.get("name", "FID") + (f" {fid['mode']}" if fid.get("name") == "FID" else "")
     return f"{what} {count} {steps}{eta}{' ema' if fid.get('ema') else ''}".strip()
-
-
-def _run_model(run_dir: Path, spec: dict, framework: str, ema: bool):
-    from ..model import build_model
-    from ..weights import run_weights, set_weights
-
-    path, arrays = run_weights(run_dir, ema)
-    model = build_model(spec["model"], framework)
-    set_weights(model, arrays, f"weights from {path}")
-    return model
-
-
-def score_run(run_dir, n: int | None = None, reference: str | None = None, mode: str | None = None,
-              cache_dir: str | None = None, framework: str | None = None, features: str | None = None,
-              bootstrap: int | None = None) -> dict:
-    """Generate ``n`` samples from a run's weights with its sampler and score them.
-
-    Returns the record stored under ``fid`` in the run's summary (not written here): the score
-    (``value``, ``name``), its bootstrap ``se``/``ci_low``/``ci_high`` over ``bootstrap``
-    replicates, the extra ``metrics`` (KID, precision, recall, density, coverage) and the protocol.
-    """
-    from ..crn import stream_seed
-    from ..data import load_dataset
-    from ..sampling import generate, to_uint8
-    from ..spec import resolve_run_spec
-    from .scoring import check_features, score_record
-
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    spec, run = resolve_run_spec(config["spec"]), config["run"]
-    ev, sample = spec["eval"], spec["sample"]
-    if n is not None and n < 2:
-        raise UnetlabError(f"a Frechet distance needs at least 2 images, not {n}")
-    n = n or ev["fid_samples"] or 10_000
-    reference, mode = reference or ev["reference"], mode or ev["fid_mode"]
-    cache_dir = cache_dir or ev["cache_dir"]
-    features = check_features(features or ev["features"], "--features" if features else "eval.features")
-    bootstrap = ev["bootstrap"] if bootstrap is None else bootstrap
-    framework = framework or run["framework"]
-    if reference != "dataset":
-        ensure_fid_files(mode, cache_dir)  # fail before sampling, not after
-    model = _run_model(run_dir, spec, framework, sample["ema"])
-    seed = stream_seed(run.get("seed", 0), spec["train"]["crn"], run.get("variant"), spec)
-    images, _ = generate(model, spec, n, seed=seed)
-    train_images = None
-    if reference == "dataset":
-        m = spec["model"]
-        train_images = to_uint8(load_dataset(spec["data"], m["image_size"], m["in_channels"], seed))
-    record = score_record(to_uint8(images), reference, mode, cache_dir, train_images, spec["data"]["dataset"],
-                          features, bootstrap, seed=seed)
-    return {**record, "n": n, "sampler": sample["sampler"],
-            "steps": sample["steps"] if sample["sampler"] == "ddim" else spec["diffusion"]["T"],
-            "eta": sample["eta"], "ema": sample["ema"], "reference": reference, "framework": framework}
 
 
 def load_folder(folder, n: int | None = None) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import UnetlabError
 from .bootstrap import BOOTSTRAP, score_features
+from .fid import features as batched_features, inception_features, reference_features, small_extractor
 
 #: The values of ``eval.features``.
 FEATURE_CHOICES = ("trained", "small")
@@ -41,8 +42,6 @@ def check_features(features: str, where: str = "eval.features") -> str:
 def dataset_space(dataset: str | None, features: str = "trained", cache_dir: str | None = None) -> FeatureSpace:
     """The feature space of a score against ``dataset``'s training images."""
     from .feature_net import has_feature_net, load_or_train
-    from .fid import features as batched_features
-    from .fid import small_extractor
 
     if check_features(features) == "trained" and has_feature_net(dataset):
         net = load_or_train(dataset, cache_dir)
@@ -74,7 +73,6 @@ def score_record(images: np.ndarray, reference: str, mode: str = "clean", cache_
 def inception_record(images: np.ndarray, mode: str, cache_dir: str | None, bootstrap: int = BOOTSTRAP,
                      seed: int = 0, extra: bool = True) -> dict:
     """FID against CIFAR-10 train, with KID and PRDC when the reference features file is there."""
-    from .fid import inception_features, reference_features
 
     fake, (mu, sigma) = inception_features(images, mode, cache_dir)
     real, where = reference_features(mode, cache_dir) if extra else (None, None)
@@ -108,3 +106,14 @@ def describe_record(record: dict) -> list[str]:
     if record.get("note"):
         lines.append(f"note: {record['note']}")
     return lines
+
+
+def score(images: np.ndarray, reference: str, mode: str = "clean", cache_dir: str | None = None,
+          train_images: np.ndarray | None = None, dataset: str | None = None,
+          features: str = "trained") -> tuple[float, str]:
+    """(value, metric name) of uint8 images: FID vs CIFAR-10, or a Frechet distance vs
+    ``train_images`` in ``dataset``'s trained features (FD-small where it has none, or with
+    ``features="small"``).  The full record (CI, KID, PRDC): :func:`score_record`."""
+    record = score_record(images, reference, mode, cache_dir, train_images, dataset, features, bootstrap=0,
+                          extra=False)
+    return record["value"], record["name"]

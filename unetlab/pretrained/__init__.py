@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UnetlabError
+from ..frameworks import backend_for
+from ..model import build_model
+from ..weights import set_weights
 from .config import ConfigRefused, unet2d_config_to_spec
 from .files import read_json, read_weights
 from .names import convert_state_dict
@@ -52,10 +55,6 @@ def load_pretrained(source, framework: str = "torch", device: bool = True):
 
     A config field unetlab cannot represent exactly raises :class:`ConfigRefused` naming it.
     """
-    from ..frameworks import backend_for
-    from ..model import build_model
-    from ..weights import set_weights
-
     pretrained = read_pretrained(source)
     model = build_model(pretrained.model_spec, framework, device=False)
     set_weights(model, pretrained.arrays, f"weights of {pretrained.files.weights}")

@@ -4,12 +4,17 @@ The commands keep one branch each that hands such a source over to these functio
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
+import re
 
-from ..errors import UnetlabError
 from . import read_pretrained
-from ..commands.argtypes import seed_type
+from ..argtypes import seed_type
+from ..errors import UnetlabError
+from ..metrics.fid import ensure_fid_files
+from ..model import build_model
+from ..sampling import generate, save_samples
+from ..spec import resolve_run_spec
+from ..weights import set_weights
 
 OUTPUT_ROOT = Path("runs") / "pretrained"
 
@@ -57,12 +62,6 @@ def reject_sampling_arguments(args) -> None:
 def sample_for_fid(args) -> tuple[Path, str]:
     """Generate ``--n`` (default 10000) DDIM samples of a pretrained source into a folder, after
     checking that the score can be computed; returns the folder and how it was sampled."""
-    from ..metrics.fid import ensure_fid_files
-    from ..model import build_model
-    from ..sampling import generate, save_samples
-    from ..spec import resolve_run_spec
-    from ..weights import set_weights
-
     o = {k: default if getattr(args, k, None) is None else getattr(args, k)
          for k, default in FID_SAMPLING_DEFAULTS.items()}
     pretrained = read_pretrained(args.path)

@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..diffusion.schedules import make_betas
 from ..errors import UnetlabError
 from ..frameworks.torch_modes import COMPILE_MODES
 from ..options import Option, OptionSet
@@ -203,8 +204,6 @@ def _check_ranges(spec: dict, prefix: str) -> None:
         for key in ("beta_start", "beta_end"):
             if not 0.0 < diffusion[key] < 1.0:
                 fail(f"diffusion.{key}", "a beta must be in (0, 1)", diffusion[key])
-    from ..diffusion.schedules import make_betas
-
     computed = make_betas(diffusion["schedule"], diffusion["T"], diffusion["beta_start"], diffusion["beta_end"])
     single = computed.astype(np.float32)  # what the networks' arithmetic holds (a beta of 1e-300 is 0 there)
     bad = np.flatnonzero(~((computed > 0) & (computed < 1) & (single > 0) & (single < 1)))

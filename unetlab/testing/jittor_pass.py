@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..frameworks.jittor_runtime import import_jittor
+from ..frameworks.jittor.runtime import import_jittor
 
 jt = import_jittor()
 

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 if os.environ.get("REPRO_PREPARE") == "unetlab":
-    from unetlab.frameworks.jittor_runtime import import_jittor
+    from unetlab.frameworks.jittor.runtime import import_jittor
 
     jt = import_jittor("cuda")
 else:
