@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unetlab import rundir
+from unetlab.run import rundir
 from unetlab.sweeps.ablation import parse_ablation
 from unetlab.sweeps.adaptive import AUDIT, comparisons, first_round, read_audit, run_adaptive
 from unetlab.errors import UnetlabError

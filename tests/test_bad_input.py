@@ -651,7 +651,7 @@ def test_a_weights_file_holding_nan_is_refused_naming_the_tensor(run, good_spec,
 # -- other programs' failures, in one line -----------------------------------------------
 
 def test_failing_ranks_are_one_line_pointing_at_their_log(damaged, good_spec, capsys, monkeypatch):
-    from unetlab import distributed
+    from unetlab.run import distributed
 
     def failing_launch(framework, nproc, module_args, log=None):
         with open(log, "a") as f:

@@ -100,11 +100,11 @@ def test_read_records_drops_a_torn_last_line_and_names_other_damage(tmp_path):
 
 
 def test_keep_records_until_repairs_a_torn_tail(tmp_path):
-    from unetlab import rundir
+    from unetlab.run import jsonfiles
 
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 2, "loss": 0.5}\n{"step": 4, "loss": 0.4}\n{"step": 6, "lo')
-    rundir.keep_records_until(path, 4)
+    jsonfiles.keep_records_until(path, 4)
     assert path.read_text() == '{"step": 2, "loss": 0.5}\n{"step": 4, "loss": 0.4}\n'
 
 
@@ -174,7 +174,7 @@ def test_output_into_sends_this_process_and_its_children_to_the_log(tmp_path, ca
 
 
 def test_launch_ranks_writes_the_launchers_output_into_the_log(tmp_path, monkeypatch):
-    from unetlab import distributed
+    from unetlab.run import distributed
 
     script = "import sys\nfor i in range(80): print('line', i)\nsys.exit(3)"
     monkeypatch.setattr(distributed, "launch_command", lambda framework, nproc, args: [sys.executable, "-c", script])
@@ -248,7 +248,7 @@ def test_get_weights_returns_copies(framework):
 # -- search candidates ------------------------------------------------------------------------------
 
 def test_int_ranges_offer_every_value_or_a_bounded_spread():
-    from unetlab.search_spec import MAX_CANDIDATES, Dimension
+    from unetlab.sweeps.search_spec import MAX_CANDIDATES, Dimension
 
     assert Dimension("model.norm_groups", "int_uniform", (4, 8)).candidates() == [4, 5, 6, 7, 8]
     wide = Dimension("train.warmup_steps", "int_uniform", (0, 10_000)).candidates()

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import pluginkit_blocks
-from unetlab import UnetlabError, build_model, cli, rundir
+from unetlab import UnetlabError, build_model, cli
+from unetlab.run import rundir
 from unetlab.registry import (DISABLE_AUTOLOAD_ENV, PLUGINS_ENV, SLOTS, PluginSelection, Registry, get_registry,
                               make_plugin_manager)
 from unetlab.testing import check_block, relative_error

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from unetlab import rundir
+from unetlab.run import rundir
 from unetlab.cli import main
 from unetlab.errors import UnetlabError
 from unetlab.reports.baseline import compare_to_baseline
@@ -176,7 +176,7 @@ def test_html_report_with_group_and_vs(ablation, tmp_path, capsys):
 
 
 def test_seed_band_is_the_t_interval_at_shared_steps():
-    from unetlab.plots_seeds import seed_band
+    from unetlab.reports.plots_seeds import seed_band
 
     curves = [{1: 1.0, 2: 2.0, 3: 5.0}, {1: 3.0, 2: 4.0}, {1: 2.0, 2: 3.0, 4: 0.0}]
     steps, mean, low, high = seed_band(curves)

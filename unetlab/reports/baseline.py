@@ -14,11 +14,14 @@ evaluation error, so the spread of the paired differences across seeds contains 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import UnetlabError
+from ..run.jsonfiles import read_jsonl
+from ..run.layout import ADAPTIVE_AUDIT
 from ..stats import inference
 from .table import _column
 
@@ -47,6 +50,38 @@ def resolve_metrics(df: pd.DataFrame, metrics=None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+#: The table column each adaptive ablation's ``decide_on`` names.
+DECIDED_COLUMN = {"score": "FID", "final_loss": "final loss"}
+#: The ``test`` of a row decided by adaptive seeds' stopping rule.
+SEQUENTIAL = "sequential sign-flip"
+
+
+def adaptive_looks(df: pd.DataFrame) -> dict:
+    """The last look of every comparison that adaptive seeds decided (or are deciding), read from
+    the ``adaptive.jsonl`` of each ablation folder holding the table's runs:
+    ``{(folder, grid, framework, variant, column, baseline): look record}``."""
+    looks = {}
+    for folder in sorted({Path(p).parent for p in df["path"]}):
+        for record in read_jsonl(folder / ADAPTIVE_AUDIT):
+            column = DECIDED_COLUMN.get(record.get("metric"))
+            if column is not None:  # a later look of a comparison replaces its earlier ones
+                looks[(str(folder), record.get("grid", ""), record.get("framework"), record.get("variant"),
+                       column, record.get("baseline"))] = record
+    return looks
+
+
+def _sequential_row(row: dict, look: dict) -> dict:
+    """``row`` with the stopping rule's test, p and verdict: its looks control their own error,
+    so the row takes no part in Holm's adjustment."""
+    decided = look.get("final") and look.get("verdict") != "undecided"
+    state = (f"decided at n={look['n']}" if decided else
+             f"undecided at the last seed (n={look['n']})" if look.get("final") else
+             f"still running (n={look['n']})")
+    return {**row, "test": SEQUENTIAL, "p": look.get("p"), "p holm": math.nan, "verdict": look.get("verdict"),
+            "seeds needed": look.get("seeds_needed") or math.nan,
+            "note": f"adaptive seeds: {state}; p against the look's level {look.get('level', math.nan):.3g}"}
+
+
 def compare_to_baseline(df: pd.DataFrame, baseline: str, metrics=None, alpha: float = 0.05,
                         level: float = 0.95) -> pd.DataFrame:
     """One row per variant other than ``baseline`` x metric, within each ablation, grid point and
@@ -57,7 +92,11 @@ def compare_to_baseline(df: pd.DataFrame, baseline: str, metrics=None, alpha: fl
     adjusted over every row returned; ``verdict`` is ``better``/``worse``/``undecided`` at
     ``alpha`` on that adjusted p-value, knowing each metric's direction.  ``seeds needed``: the
     seed pairs at which a paired t-test at ``alpha`` detects the observed difference with 80%
-    power, and never fewer than the exact test needs to reach ``alpha`` after Holm's factor."""
+    power, and never fewer than the exact test needs to reach ``alpha`` after Holm's factor.
+
+    A comparison that adaptive seeds decided (the ablation folder's ``adaptive.jsonl``) takes the
+    stopping rule's test, p-value and verdict on the metric it was decided on: a fixed-sample test
+    after an adaptive stop would not keep its stated error rate."""
     variants = sorted(set(df["variant"].dropna().astype(str)))
     if baseline not in variants:
         raise UnetlabError(f"--vs {baseline!r}: no such variant (variants: {', '.join(variants) or 'none'})")
@@ -66,7 +105,8 @@ def compare_to_baseline(df: pd.DataFrame, baseline: str, metrics=None, alpha: fl
     columns = resolve_metrics(df, metrics)
     done = _done(df)
     keys = ["ablation", "grid", "framework"]
-    rows = []
+    looks = adaptive_looks(done) if len(done) else {}
+    rows, sequential = [], {}
     for ident, part in done.groupby(keys, sort=False, dropna=False):
         base = part[part["variant"] == baseline]
         if base.empty:
@@ -75,19 +115,27 @@ def compare_to_baseline(df: pd.DataFrame, baseline: str, metrics=None, alpha: fl
             for metric in columns:
                 row = dict(zip(keys, ident), variant=variant, metric=metric)
                 row.update(compare_runs(base, other, metric, level))
+                folder = str(Path(other["path"].iloc[0]).parent)
+                look = looks.get((folder, "" if pd.isna(ident[1]) else str(ident[1]), ident[2], variant, metric, baseline))
+                if look is not None:
+                    sequential[len(rows)] = look
                 rows.append(row)
     out = pd.DataFrame(rows, columns=COLUMNS)
     if out.empty:
         return out
-    out["p holm"] = inference.holm(out["p"].to_numpy(dtype=float))
+    fixed = out["p"].to_numpy(dtype=float).copy()
+    fixed[list(sequential)] = math.nan  # the stopping rule's rows keep their own error rate
+    out["p holm"] = inference.holm(fixed)
     records = out.to_dict("records")
     out["verdict"] = [inference.verdict(r["diff"], r["p holm"], r["direction"] == "lower", alpha) for r in records]
-    tested = int(out["p"].notna().sum())
+    tested = int(np.isfinite(fixed).sum())
     floor = inference.min_deciding_pairs(alpha, tested)  # the exact test's own minimum, Holm's factor included
     out["seeds needed"] = [max(inference.seeds_needed(r["diff"], r["sd"], alpha), floor)
                            if r["test"] in (inference.SIGN_FLIP, inference.PAIRED_T) else math.nan for r in records]
     out["note"] = ["; ".join(filter(None, [r["note"], inference.decision_note(r["n"], r["test"], alpha, tested)]))
                    for r in records]
+    for i, look in sequential.items():
+        out.loc[i] = pd.Series(_sequential_row(out.loc[i].to_dict(), look))
     return out
 
 

@@ -17,6 +17,8 @@ from ..metrics.fid import protocol
 from ..run import jsonfiles, rundir
 from ..run.rundir import Status
 from ..run.trainer import summarize
+from ..spec.loading import parse_yaml
+from ..stats.inference import mean_ci
 
 #: The first part of a ``--filter`` key that is a path into each run's spec.
 SPEC_SECTIONS = ("model", "diffusion", "data", "train", "sample", "eval", "resources")
@@ -197,8 +199,6 @@ def _matches(value, wanted) -> bool:
 
 def filter_value(text: str):
     """``--filter``'s VALUE read as YAML (``false``, ``1e-3``, ``[8]``), else as the text itself."""
-    from .spec.loading import parse_yaml
-
     text = text.strip()
     try:
         value = parse_yaml(text) if text else ""
@@ -271,8 +271,6 @@ def group_seeds(df: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """One row per ablation/variant/grid/framework, and for each number over its seeds the columns
     ``<col> mean``, ``<col> ci_low``, ``<col> ci_high`` (Student-t ``level`` interval; empty for
     one seed) and ``<col> n`` (the seeds that have the number)."""
-    from .stats.inference import mean_ci
-
     keys = ["ablation", "variant", "grid"] + (["trial"] if "trial" in df.columns else []) + ["framework"]
     numbers = NUMBER_COLUMNS
     rows = []

@@ -21,3 +21,6 @@ EVENTS, CONFIG_DIGEST = "events.jsonl", ".config.sha256"
 #: A file whose presence asks the trainer to stop at its next log step, checkpointed, as ``pruned``
 #: (a search writes it; its text is the reason).
 STOP_REQUEST = "stop-request"
+
+#: An ablation folder's record of its adaptive-seed rounds (one look per line).
+ADAPTIVE_AUDIT = "adaptive.jsonl"

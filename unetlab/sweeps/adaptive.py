@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..run import jsonfiles, rundir
+from ..run.layout import ADAPTIVE_AUDIT
 from .ablation import Ablation, Run
 from ..errors import UnetlabError
 from ..files import atomic_write_text
 from .seed_plan import AdaptiveSeeds
 from ..stats.sequential import Look, decide
 
-AUDIT = "adaptive.jsonl"
+AUDIT = ADAPTIVE_AUDIT
 
 
 @dataclass(frozen=True)
