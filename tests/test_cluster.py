@@ -177,6 +177,7 @@ def slurm_job(root: Path, run: str) -> str:
     return rundir.read_json(root / ".slurm" / "jobs.json")["runs"][run]
 
 
+@pytest.mark.slow
 def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with_the_local_table(slurm, tmp_path):
     path = write_ablation(tmp_path, {"long": {"train.steps": 120}, "short": {"train.lr": 2e-3}})
     runs, root = tmp_path / "runs", tmp_path / "runs" / "c"
@@ -222,6 +223,7 @@ def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with
 # -- Ray ---------------------------------------------------------------------------------------------
 
 @pytest.mark.xdist_group("ray")  # one local Ray instance at a time
+@pytest.mark.slow
 def test_ray_runs_each_run_as_a_task_with_its_gpus_and_ends_like_a_local_run(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     from unetlab.engines import build
@@ -250,6 +252,7 @@ def test_ray_runs_each_run_as_a_task_with_its_gpus_and_ends_like_a_local_run(tmp
 
 
 @pytest.mark.xdist_group("ray")  # one local Ray instance at a time
+@pytest.mark.slow
 def test_a_run_wanting_more_gpus_than_the_ray_cluster_has_is_one_line(tmp_path, capsys):
     pytest.importorskip("ray")
     path = write_ablation(tmp_path, {"one": {"resources.gpus": 16}}, steps=10)

@@ -55,6 +55,7 @@ def test_block_parity(slot, name):
 
 
 @pytest.mark.parametrize("preset", sorted(get_registry().presets))
+@pytest.mark.slow
 def test_preset_parity(preset):
     yt, yj = _outputs(preset, batch=1)
     assert yt.shape == (1, 3, 32, 32)

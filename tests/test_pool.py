@@ -84,6 +84,7 @@ def logged_placement(run_dir: Path) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_fake_gpus_pin_each_worker_to_its_own_slot_and_losses_match_a_serial_run(tmp_path):
     path = write_ablation(tmp_path, {"a": {}, "b": {"train.lr": 2e-3}}, seeds=(0, 1), steps=20)
     pooled, serial = tmp_path / "pooled", tmp_path / "serial"
@@ -108,6 +109,7 @@ def test_fake_gpus_pin_each_worker_to_its_own_slot_and_losses_match_a_serial_run
         assert got == want, d.name  # bit-identical, not merely close
 
 
+@pytest.mark.slow
 def test_jobs_run_together_on_the_cpu_with_the_threads_split(tmp_path):
     path = write_ablation(tmp_path, {"a": {}, "b": {"train.lr": 2e-3}, "c": {"train.lr": 5e-4}})
     runs = tmp_path / "runs"
@@ -123,6 +125,7 @@ def test_jobs_run_together_on_the_cpu_with_the_threads_split(tmp_path):
         assert rundir.read_json(d / rundir.SUMMARY)["status"] == "done"
 
 
+@pytest.mark.slow
 def test_a_two_gpu_run_takes_two_slots(tmp_path):
     path = write_ablation(tmp_path, {"big": {"resources.gpus": 2}, "small": {}, "small2": {"train.lr": 2e-3}},
                           steps=20)
