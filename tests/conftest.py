@@ -37,6 +37,14 @@ def pytest_collection_modifyitems(config, items):
     suite_split.plan(items, distributed=hasattr(config, "workerinput"))
 
 
+def pytest_configure(config):
+    """On an xdist worker, torch gets the worker's share of the cores."""
+    if hasattr(config, "workerinput"):
+        import torch
+
+        torch.set_num_threads(suite_split.threads_per_worker(config.workerinput["workercount"]))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: one worker per CPU, at most a few (PYTEST_XDIST_AUTO_NUM_WORKERS still wins)."""

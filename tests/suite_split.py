@@ -8,6 +8,7 @@ Rules, applied to every collected test (a test's own ``xdist_group`` mark wins):
   module's group, so the fixture is built once, on one worker (not once per worker);
 * under xdist, slow tests (``@pytest.mark.slow``) and their groups are handed out first, so that
   no long test starts last (run with ``--no-loadscope-reorder``, which keeps this order);
+* each worker runs torch on its share of the cores (:func:`threads_per_worker`);
 * slow tests get :data:`SLOW_TIMEOUT` seconds unless they carry their own ``timeout`` mark (every
   other test: the ``timeout`` in pyproject.toml).
 """
@@ -60,6 +61,12 @@ def plan(items: list[pytest.Item], distributed: bool) -> None:
             item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
     if distributed:
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow ones first
+
+
+def threads_per_worker(workers: int) -> int:
+    """Torch threads for one of ``workers`` xdist workers: its share of this process's CPUs, at
+    least one (OpenMP threads that outnumber the cores wait for each other, many times over)."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, workers))
 
 
 def auto_workers() -> int:
