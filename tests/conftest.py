@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+import suite_split
+from machine_lock import machine_lock
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
@@ -24,6 +28,27 @@ TINY_MODEL = {
     "attn_resolutions": [8], "mid_attention": True, "dropout": 0.0,
     "norm_groups": 8, "emb_mult": 2,
 }
+
+
+# --- the split over pytest-xdist workers, and time limits (tests/suite_split.py) ---------------
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    suite_split.plan(items, distributed=hasattr(config, "workerinput"))
+
+
+def pytest_configure(config):
+    """On an xdist worker, torch gets the worker's share of the cores."""
+    if hasattr(config, "workerinput"):
+        import torch
+
+        torch.set_num_threads(suite_split.threads_per_worker(config.workerinput["workercount"]))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per CPU, at most a few (PYTEST_XDIST_AUTO_NUM_WORKERS still wins)."""
+    return None if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") else suite_split.auto_workers()
 
 
 # --- plain helpers -------------------------------------------------------------------------
@@ -67,16 +92,18 @@ def _example_plugin_current() -> bool:
 def example_plugin_installed(tmp_path_factory):
     """Make sure ``tests/example_plugin`` is pip-installed (its entry point registered).
 
-    Installs it when it is missing or out of date, then drops the cached registry so that
+    Installs it when it is missing or out of date (under a machine-wide lock: another worker or
+    another run of the suite may be installing it too), then drops the cached registry so that
     the next ``get_registry()`` reads the entry points again.  Yields the distribution name.
     """
     from unetlab.registry import get_registry
 
-    if not _example_plugin_current():
-        pip_install(EXAMPLE_PLUGIN_DIR, tmp_path_factory.mktemp("example_plugin_build"))
-        importlib.invalidate_caches()
-        sys.modules.pop("unetlab_example_plugin", None)
-        assert _example_plugin_current(), "pip did not install the example plugin"
+    with machine_lock("example-plugin"):
+        if not _example_plugin_current():
+            pip_install(EXAMPLE_PLUGIN_DIR, tmp_path_factory.mktemp("example_plugin_build"))
+            importlib.invalidate_caches()
+            sys.modules.pop("unetlab_example_plugin", None)
+            assert _example_plugin_current(), "pip did not install the example plugin"
     get_registry.cache_clear()
     yield EXAMPLE_PLUGIN_DIST
 

@@ -15,6 +15,8 @@ import yaml
 
 import slurm_cluster
 from conftest import REPO_ROOT, tiny_digits_spec
+from local_runs import run_here
+from machine_lock import machine_lock
 from unetlab.run import jsonfiles, rundir, runlock
 from unetlab.sweeps.ablation import load_ablation
 from unetlab.cli import main
@@ -161,9 +163,10 @@ def slurm(tmp_path_factory):
     why = slurm_cluster.missing()
     if why:
         pytest.skip(why)
-    cluster = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
-    yield cluster
-    cluster.stop()
+    with machine_lock("slurm-cluster"):  # one cluster per machine, whichever run of the suite starts it
+        cluster = slurm_cluster.start(tmp_path_factory.mktemp("slurm"))
+        yield cluster
+        cluster.stop()
 
 
 def task_state(job: str) -> str:
@@ -174,6 +177,7 @@ def slurm_job(root: Path, run: str) -> str:
     return jsonfiles.read_json(root / ".slurm" / "jobs.json")["runs"][run]
 
 
+@pytest.mark.slow
 def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with_the_local_table(slurm, tmp_path):
     path = write_ablation(tmp_path, {"long": {"train.steps": 120}, "short": {"train.lr": 2e-3}})
     runs, root = tmp_path / "runs", tmp_path / "runs" / "c"
@@ -207,12 +211,7 @@ def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with
     resumed = [line for line in log.splitlines() if "resuming from" in line]
     assert len(resumed) == 1 and int(resumed[0].rsplit(" ", 1)[1]) >= 10, log  # not from step 0
 
-    local = tmp_path / "local" / "c"
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        assert set(run_sweep(load_ablation(path), local, progress=False, echo=lambda _: None).outcome.values()) == {"done"}
-    finally:
-        os.environ.pop("OMP_NUM_THREADS")
+    local = run_here(load_ablation(path), tmp_path / "local" / "c")  # the same runs, one thread, no engine
     for run in load_ablation(path).runs:
         got = records(root / run.name)
         assert [s for s, _ in got] == list(range(1, run.spec["train"]["steps"] + 1)), run.name  # each step once
@@ -223,6 +222,8 @@ def test_slurm_ablation_runs_each_run_once_resumes_a_requeued_task_and_ends_with
 
 # -- Ray ---------------------------------------------------------------------------------------------
 
+@pytest.mark.xdist_group("ray")  # one local Ray instance at a time
+@pytest.mark.slow
 def test_ray_runs_each_run_as_a_task_with_its_gpus_and_ends_like_a_local_run(tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
     from unetlab.sweeps.engines import build
@@ -244,12 +245,14 @@ def test_ray_runs_each_run_as_a_task_with_its_gpus_and_ends_like_a_local_run(tmp
         seen = re.search(r"CUDA_VISIBLE_DEVICES=([0-9,]*), CUDA_DEVICE_ORDER", log).group(1).split(",")
         assert len(seen) == gpus and all(g.isdigit() for g in seen), log  # the worker saw the GPUs Ray gave it
         assert f"(ray task, GPUs {','.join(seen)})" in log
-    run_sweep(ablation, tmp_path / "local" / "c", progress=False, echo=lambda _: None)
+    run_here(ablation, tmp_path / "local" / "c")
     for run in ablation.runs:
         assert records(tmp_path / "ray" / "c" / run.name) == records(tmp_path / "local" / "c" / run.name)
     assert load_table(tmp_path / "ray" / "c")[FIGURES].equals(load_table(tmp_path / "local" / "c")[FIGURES])
 
 
+@pytest.mark.xdist_group("ray")  # one local Ray instance at a time
+@pytest.mark.slow
 def test_a_run_wanting_more_gpus_than_the_ray_cluster_has_is_one_line(tmp_path, capsys):
     pytest.importorskip("ray")
     path = write_ablation(tmp_path, {"one": {"resources.gpus": 16}}, steps=10)

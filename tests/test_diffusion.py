@@ -90,6 +90,7 @@ def test_ddim_eta0_is_deterministic_and_needs_no_noise():
         ddim_step(x_T, x_T, 0.5, 0.9, 1.0, None)
 
 
+@pytest.mark.slow
 def test_ddim_runs_the_same_in_jittor():
     jt = import_jittor()
     rng = np.random.default_rng(2)

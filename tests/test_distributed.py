@@ -128,6 +128,7 @@ def test_a_rank_started_by_hand_is_one_line(tmp_path):
 
 # -- PyTorch: DDP over 2 gloo ranks --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_two_gloo_ranks_follow_one_process_and_only_rank_0_writes(one_process, tmp_path):
     """Trained as a sweep's worker trains a run with ``resources.gpus: 2`` (2 CPU ranks here)."""
     run = tmp_path / "two"
@@ -150,6 +151,7 @@ def test_two_gloo_ranks_follow_one_process_and_only_rank_0_writes(one_process, t
     assert runlock.holders(run) == []  # the launcher let the lock go; no rank kept it
 
 
+@pytest.mark.slow
 def test_a_run_checkpointed_under_two_ranks_resumes_under_one(one_process, tmp_path):
     run = tmp_path / "cut"
     partial = train_run(spec(), run, "torch", progress=False, nproc=2, stop_after=STEPS // 2)
@@ -159,6 +161,7 @@ def test_a_run_checkpointed_under_two_ranks_resumes_under_one(one_process, tmp_p
     np.testing.assert_allclose(losses(run), losses(one_process), rtol=0, atol=LOSS_ATOL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_rank_at_one_step_with_a_checkpoint(tmp_path):
     """SIGINT to ``unetlab train --nproc 2`` reaches both ranks through their launcher."""
     import yaml
@@ -218,6 +221,7 @@ JITTOR_STEPS = 10
 
 
 @pytest.mark.skipif(not distributed.shutil.which("mpirun"), reason="needs OpenMPI's mpirun (./dev test installs it)")
+@pytest.mark.slow
 def test_two_mpi_ranks_of_jittor_follow_one_process(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     train_run(spec(JITTOR_STEPS), one, "jittor", progress=False)

@@ -352,6 +352,7 @@ def test_cub_shim_compiles_with_nvcc(tmp_path):
 
 
 @needs_nvcc13
+@pytest.mark.slow
 def test_jittors_helper_cuda_compiles_with_the_overlay_environment(tmp_path):
     """Jittor's own extern/cuda/src/helper_cuda.cc, with ``-std=c++14`` and its folder listed
     before the overlay (the order Jittor uses for its cuBLAS/cuRAND/CUB libraries)."""

@@ -165,6 +165,7 @@ print("conv ok", tuple(y.shape), tuple(gw.shape), jt.flags.use_cuda)
 
 
 @needs_no_gpu
+@pytest.mark.slow
 def test_jittor_conv_forward_backward_in_a_fresh_process():
     env = {k: v for k, v in os.environ.items() if k not in PREPARE_VARS + ("UNETLAB_QUIET",)}
     done = subprocess.run([sys.executable, "-c", CONV_SCRIPT], capture_output=True, text=True, env=env,
@@ -176,6 +177,7 @@ def test_jittor_conv_forward_backward_in_a_fresh_process():
     assert summaries[0].startswith("jittor: cpu, oneDNN ") and summaries[0].endswith(", downloads off")
 
 
+@pytest.mark.slow
 def test_a_killed_child_process_does_not_end_a_process_that_uses_jittor():
     """Jittor's own SIGCHLD handler quits the whole process when any child dies by a signal."""
     code = textwrap.dedent("""

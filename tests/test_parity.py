@@ -97,6 +97,7 @@ def test_block_check_fails_on_a_jittor_path_scaled_by_3_behind_a_zero_projection
 
 
 @pytest.mark.parametrize("preset", sorted(get_registry().presets))
+@pytest.mark.slow
 def test_preset_parity(preset):
     yt, yj = _outputs(preset, batch=1)
     assert yt.shape == (1, 3, 32, 32)

@@ -102,6 +102,7 @@ def _cli(args, path, **env):
     return subprocess.run([*_unetlab_command(), *args], capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_broken_plugin_beside_a_good_one_costs_one_line(example_plugin_installed, broken_plugin_path, tmp_path):
     done = _cli(["plugins"], broken_plugin_path)
     assert done.returncode == 0, done.stderr

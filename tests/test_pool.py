@@ -18,6 +18,7 @@ from unetlab.sweeps.pool import Pool, Slots, visible_gpus
 from unetlab.sweeps.sweep import holders, run_sweep
 
 from conftest import REPO_ROOT, tiny_digits_spec
+from local_runs import run_here
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -86,7 +87,8 @@ def logged_placement(run_dir: Path) -> str:
     return lines[0]
 
 
-def test_fake_gpus_pin_each_worker_to_its_own_slot_and_losses_match_a_serial_run(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_fake_gpus_pin_each_worker_to_its_own_slot_and_losses_match_a_serial_run(tmp_path):
     path = write_ablation(tmp_path, {"a": {}, "b": {"train.lr": 2e-3}}, seeds=(0, 1), steps=20)
     pooled, serial = tmp_path / "pooled", tmp_path / "serial"
     proc = ablate(path, pooled, "--gpus", "3,5", env=FAKE_GPUS)
@@ -103,17 +105,14 @@ def test_fake_gpus_pin_each_worker_to_its_own_slot_and_losses_match_a_serial_run
         assert f"on GPU {gpu} ===" in (d / "worker.log").read_text()
         assert jsonfiles.read_json(d / rundir.SUMMARY)["status"] == "done"
 
-    said = []
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the serial workers' threads, as the pooled ones had
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    result = run_sweep(load_ablation(path), serial / "p", progress=False, echo=said.append)  # one at a time
-    assert sorted(result.outcome.values()) == ["done"] * 4, said
+    run_here(load_ablation(path), serial / "p")  # one at a time, with one thread as the pooled ones had
     for d in run_dirs:
         got, want = losses(d), losses(serial / "p" / d.name)
         assert [s for s, _ in got] == [5, 10, 15, 20]
         assert got == want, d.name  # bit-identical, not merely close
 
 
+@pytest.mark.slow
 def test_jobs_run_together_on_the_cpu_with_the_threads_split(tmp_path):
     path = write_ablation(tmp_path, {"a": {}, "b": {"train.lr": 2e-3}, "c": {"train.lr": 5e-4}})
     runs = tmp_path / "runs"
@@ -129,6 +128,7 @@ def test_jobs_run_together_on_the_cpu_with_the_threads_split(tmp_path):
         assert jsonfiles.read_json(d / rundir.SUMMARY)["status"] == "done"
 
 
+@pytest.mark.slow
 def test_a_two_gpu_run_takes_two_slots(tmp_path):
     path = write_ablation(tmp_path, {"big": {"resources.gpus": 2}, "small": {}, "small2": {"train.lr": 2e-3}},
                           steps=20)

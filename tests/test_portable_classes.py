@@ -72,6 +72,7 @@ def test_torch_save_and_load_in_a_fresh_process(model_and_output, tmp_path):
     torch.save({"model": model, "inputs": inputs}, path)
     np.save(tmp_path / "expected.npy", expected.numpy())
     script = (f"import numpy as np, torch\n"
+              f"torch.set_num_threads({torch.get_num_threads()})\n"  # bit-equal needs the same threads
               f"d = torch.load({str(path)!r}, weights_only=False)\n"
               f"with torch.no_grad():\n"
               f"    out = d['model'].eval()(*d['inputs']).numpy()\n"

@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT, pip_install, tiny_model_spec
 
 FILE_BLOCK = re.compile(r"```(?:python|toml)\n# (mypkg/\S+)\n(.*?)```", re.S)
@@ -41,6 +43,7 @@ print(json.dumps({"names": names, "gain": gain, "provider": block.provider, "rel
 """
 
 
+@pytest.mark.slow
 def test_readme_plugin_recipe_installs_and_builds_in_both_frameworks(tmp_path):
     files = readme_plugin_files()
     assert sorted(files) == ["mypkg/mypkg/__init__.py", "mypkg/mypkg/blocks.py", "mypkg/pyproject.toml"]

@@ -72,6 +72,7 @@ def test_table_html_flag_writes_the_file(tmp_path, capsys):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium; "
                                               "./dev and .ci/run install it)")
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(tmp_path):
     from PIL import Image
 

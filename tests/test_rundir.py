@@ -42,6 +42,7 @@ def compared(records: list[dict]) -> list[tuple]:
 
 # -- exact resume ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_run_stopped_anywhere_resumes_to_the_uninterrupted_records_and_summary(tmp_path):
     spec = tiny_digits_spec(11, log_every=3, checkpoint_every=4)
     full = tmp_path / "full"
@@ -94,6 +95,7 @@ def wait_until(condition, proc, timeout=120.0):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_two_trains_on_one_folder_one_writer_and_sigterm_checkpoints(tmp_path):
     import yaml
 

@@ -78,6 +78,7 @@ def search(tmp_path_factory):
     return {"root": root, "file": file, "runs": runs, "after_first": after_first, "killed": killed, "out": out}
 
 
+@pytest.mark.slow
 def test_trials_are_counted_exactly_and_some_are_pruned(search):
     root = search["root"]
     assert len(search["after_first"]) == 3 and "running" not in search["after_first"]
@@ -100,6 +101,7 @@ def test_trials_are_counted_exactly_and_some_are_pruned(search):
             assert state.status == rundir.Status.DONE and trial.value == state.summary["final_loss"]
 
 
+@pytest.mark.slow
 def test_a_killed_trial_resumes_as_the_same_trial(search):
     killed = search["killed"]
     assert starts(killed) == 2  # started, killed with its search, resumed by the rerun
@@ -109,6 +111,7 @@ def test_a_killed_trial_resumes_as_the_same_trial(search):
     assert [starts(d) for d in others] == [1, 1, 1, 1]
 
 
+@pytest.mark.slow
 def test_a_rerun_of_a_finished_search_adds_nothing(search):
     before = {p.name: (p / rundir.SUMMARY).read_bytes() for p in search["root"].glob("a-t*")}
     out = finish(ablate(search["file"], search["runs"]))
@@ -117,6 +120,7 @@ def test_a_rerun_of_a_finished_search_adds_nothing(search):
     assert {p.name: (p / rundir.SUMMARY).read_bytes() for p in search["root"].glob("a-t*")} == before
 
 
+@pytest.mark.slow
 def test_the_table_shows_trials_values_and_pruned(search):
     out = subprocess.run([sys.executable, "-m", "unetlab.cli", "table", str(search["root"]), "--no-plots"],
                          cwd=REPO_ROOT, capture_output=True, text=True, env=ENV, check=True).stdout
@@ -129,6 +133,7 @@ def test_the_table_shows_trials_values_and_pruned(search):
         assert ("pruned " if trial.state.name == "PRUNED" else "done") in row
 
 
+@pytest.mark.slow
 def test_table_search_shows_the_best_trial_and_writes_plots(search, tmp_path):
     out = subprocess.run([sys.executable, "-m", "unetlab.cli", "table", str(search["root"]), "--search",
                           "--plots", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, env=ENV,
@@ -143,6 +148,7 @@ def test_table_search_shows_the_best_trial_and_writes_plots(search, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", kind
 
 
+@pytest.mark.slow
 def test_two_sweepers_on_one_study_keep_its_total(tmp_path):
     """Two ``unetlab ablate`` processes on one study (in a database given by --storage): 4 trials in all,
     each run once."""

@@ -53,6 +53,7 @@ def test_unset_layout_is_channels_last_on_the_cpu_and_when_compiled():
     assert not kept.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 def test_weights_of_a_channels_last_model_are_c_ordered_and_move_to_jittor():
     jt = import_jittor()
     model = build_model(dict(PARITY_MODEL), "torch", seed=0).eval()
@@ -171,6 +172,7 @@ def _block_specs():
 
 
 @pytest.mark.parametrize("spec", _block_specs())
+@pytest.mark.slow
 def test_every_block_compiles_into_one_graph(spec):
     """torch.compile sees each built-in block (and the ``ddpm`` preset) as one graph: no graph
     break, so no host round-trip in the middle of a step."""

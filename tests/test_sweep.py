@@ -72,6 +72,7 @@ def uninterrupted(tmp_path, variant_train: dict, steps: int) -> list[dict]:
     return records(run_dir)
 
 
+@pytest.mark.slow
 def test_kill_and_ctrl_c_resume_to_the_uninterrupted_result(tmp_path):
     path = write_ablation(tmp_path, {"a": {}, "b": {"train.lr": 2e-3, "train.steps": 60}}, steps=50)
     runs = tmp_path / "runs"
@@ -112,6 +113,7 @@ def test_kill_and_ctrl_c_resume_to_the_uninterrupted_result(tmp_path):
     assert [r["status"] for r in plan_rows(load_ablation(path), runs / "t")] == ["done", "done"]
 
 
+@pytest.mark.slow
 def test_two_sweeps_run_each_run_once_and_a_diverging_run_does_not_stop_them(tmp_path):
     variants = {"a": {}, "nan": {"train.lr": 1e30, "train.grad_clip": None}, "c": {"train.lr": 2e-3}}
     path = write_ablation(tmp_path, variants, steps=10)
@@ -148,6 +150,7 @@ def hold_in_another_process(run_dir: Path) -> subprocess.Popen:
     return proc
 
 
+@pytest.mark.slow
 def test_a_held_lock_means_running_elsewhere(tmp_path):
     path = write_ablation(tmp_path, {"a": {}}, steps=5)
     runs = tmp_path / "runs"
@@ -186,6 +189,7 @@ def test_a_run_folder_with_another_config_is_reported_not_overwritten(tmp_path):
     assert not (run_dir / "worker.log").exists()
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_takes_its_worker_with_it_and_reruns_cleanly(tmp_path):
     path = write_ablation(tmp_path, {"a": {}}, steps=60, log_every=7, checkpoint_every=9)
     runs = tmp_path / "runs"

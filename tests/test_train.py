@@ -44,6 +44,7 @@ def test_run_folder_contents(torch_run):
     assert summary["gflops"] == pytest.approx(forward_gflops(config["spec"]["model"])) and summary["gflops"] > 0
 
 
+@pytest.mark.slow
 def test_jittor_loss_matches_torch_for_20_steps(torch_run, tmp_path):
     run, _ = torch_run
     train_run(digits_run(20), tmp_path / "jittor", "jittor", progress=False)
@@ -52,6 +53,7 @@ def test_jittor_loss_matches_torch_for_20_steps(torch_run, tmp_path):
     np.testing.assert_allclose(j, t, rtol=LOSS_RTOL)
 
 
+@pytest.mark.slow
 def test_resume_reproduces_the_uninterrupted_loss_sequence(torch_run, tmp_path):
     run, _ = torch_run
     spec = digits_run(20, checkpoint_every=4)
@@ -72,6 +74,7 @@ def test_resume_reproduces_the_uninterrupted_loss_sequence(torch_run, tmp_path):
     assert elapsed == sorted(elapsed)  # the training clock continues across the resume
 
 
+@pytest.mark.slow
 def test_digits_loss_falls_clearly(tmp_path):
     summary = train_run(digits_run(150, log_every=10, lr=1e-3, warmup_steps=10), tmp_path / "r", "torch",
                         progress=False)
@@ -151,6 +154,7 @@ def test_device_batches_are_the_host_batches(framework):
     assert batches.flips(0).any() and not batches.flips(0).all()
 
 
+@pytest.mark.slow
 def test_device_noise_trains_and_learns(tmp_path):
     summary = train_run(digits_run(40, noise="device", lr=1e-3), tmp_path / "r", "torch", progress=False)
     records = read_jsonl(tmp_path / "r" / "metrics.jsonl")
