@@ -14,6 +14,7 @@ from unetlab.errors import UnetlabError
 from unetlab.metrics import fid
 from unetlab.sampling import save_samples, to_uint8
 from unetlab.run.worker import work
+from unetlab.run.scoring import score_run
 
 from conftest import tiny_digits_spec
 
@@ -138,7 +139,7 @@ def test_fid_command_scores_an_image_folder(tmp_path, images, capsys):
 
 def test_contract_fields_of_a_run_score(run_dir):
     """What other tools read from summary.json's ``fid``: the score, its bootstrap CI, the extra metrics."""
-    record = fid.score_run(run_dir, n=48)
+    record = score_run(run_dir, n=48)
     assert {"value", "name", "se", "ci_low", "ci_high", "bootstrap", "metrics"} <= set(record)
     assert record["bootstrap"] == 200 and record["se"] > 0
     assert record["ci_low"] <= record["value"] <= record["ci_high"]
