@@ -67,15 +67,23 @@ def test_missing_inception_files_fail_in_one_line_naming_what_goes_where(tmp_pat
     assert not (tmp_path / "cache").exists()
 
 
-def test_fid_reads_weights_and_statistics_from_the_cache_folder(tmp_path, images, monkeypatch):
-    """The FID pipeline (clean-fid resizer, extractor, reference statistics) on a stand-in network."""
-    real, shifted = images
+def _stand_in_inception_cache(tmp_path, real):
+    """A cache folder holding a stand-in Inception weights file and CIFAR-10 statistics computed
+    from ``real`` in the small network's features; returns (folder, that network, the
+    reference features)."""
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "inception-2015-12-05.pt").write_bytes(b"stand-in")
     small = fid.small_extractor()
     ref = fid.features(real, small)
     np.savez(cache / "cifar10_legacy_tensorflow_train_32.npz", mu=ref.mean(0), sigma=np.cov(ref, rowvar=False))
+    return cache, small, ref
+
+
+def test_fid_reads_weights_and_statistics_from_the_cache_folder(tmp_path, images, monkeypatch):
+    """The FID pipeline (clean-fid resizer, extractor, reference statistics) on a stand-in network."""
+    real, shifted = images
+    cache, small, ref = _stand_in_inception_cache(tmp_path, real)
     seen = []
     monkeypatch.setattr(fid, "inception_extractor", lambda mode, weights, device: seen.append(weights) or small)
     same = fid.fid_cifar10(real, "legacy_tensorflow", str(cache), device="cpu")
@@ -171,12 +179,7 @@ def test_inception_path_adds_kid_and_prdc_only_with_reference_features(tmp_path,
     from unetlab.metrics.scoring import inception_record
 
     real, shifted = images
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "inception-2015-12-05.pt").write_bytes(b"stand-in")
-    small = fid.small_extractor()
-    ref = fid.features(real, small)
-    np.savez(cache / "cifar10_legacy_tensorflow_train_32.npz", mu=ref.mean(0), sigma=np.cov(ref, rowvar=False))
+    cache, small, ref = _stand_in_inception_cache(tmp_path, real)
     monkeypatch.setattr(fid, "inception_extractor", lambda mode, weights, device: small)
     alone = inception_record(shifted[:100], "legacy_tensorflow", str(cache), bootstrap=20)
     assert alone["name"] == "FID" and alone["metrics"] == {} and alone["se"] > 0

@@ -11,7 +11,7 @@ from ..frameworks.torch_modes import COMPILE_MODES
 from ..fs_errors import check_writable
 from ..model import build_model
 from ..pretrained import cli as pretrained_cli, is_pretrained_source
-from ..run import checkpoints, jsonfiles, rundir, runlock
+from ..run import checkpoints, rundir, runlock
 from ..run.checkpoints import run_weights
 from ..sampling import generate, grid, save_png, save_samples, to_uint8
 from ..spec import load_mapping, resolve_run_spec

@@ -153,7 +153,6 @@ def inception_extractor(mode: str, weights: Path, device):
 def inception_features(images: np.ndarray, mode: str = "clean", cache_dir: str | None = None,
                        device=None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Inception features of uint8 (N, H, W, C) images and clean-fid's CIFAR-10 train (mu, sigma)."""
-    import torch
     from cleanfid.resize import build_resizer
     import torch
 

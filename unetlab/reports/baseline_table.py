@@ -58,6 +58,5 @@ def format_vs(df: pd.DataFrame, fmt: str = "terminal", score: str = "FID", level
         return shown.to_latex(index=False, escape=True)
     if fmt not in ("terminal", "markdown"):
         raise UnetlabError(f"unknown format {fmt!r} (formats: terminal, markdown, csv, json, latex)")
-    from tabulate import tabulate
     return tabulate(shown, headers="keys", showindex=False, disable_numparse=True,
                     tablefmt="simple" if fmt == "terminal" else "github")

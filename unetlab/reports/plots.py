@@ -63,10 +63,13 @@ def _axes(title: str, xlabel: str):
     return fig, ax
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path, rect=None) -> Path:
+    """Lay out ``fig`` (within ``rect``, if given), write it to ``path`` (its folder made) and
+    close it; returns ``path``."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    path = Path(path)
+    fig.tight_layout(**({"rect": rect} if rect is not None else {}))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
@@ -91,7 +94,7 @@ def _plot_family(curves: list, x: str, title: str, xlabel: str, path: Path) -> P
             ax.plot(members[0][x][:n], np.mean([c["loss"][:n] for c in members], axis=0), color=colour, lw=2,
                     label=f"{label}, mean of {len(members)} seeds")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_frameworks(curves: list, title: str, path: Path) -> Path | None:
@@ -110,7 +113,7 @@ def _plot_frameworks(curves: list, title: str, path: Path) -> Path | None:
             ax.plot(c["step"], c["raw"], style, color=colour, lw=0.6, alpha=0.25)
             ax.plot(c["step"], c["loss"], style, color=colour, lw=1.4, label=f"{variant} s{seed} {framework}")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_plots(run_dirs, out_dir: Path) -> list[Path]:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .plots import save_figure
+
 COLOURS = {"better": "tab:green", "worse": "tab:red", "undecided": "tab:gray"}
 
 
@@ -43,12 +45,7 @@ def forest_plot(comparison: pd.DataFrame, path: Path, baseline: str, score: str 
         ax.tick_params(axis="x", labelsize=7)
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in COLOURS.items()]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, rect=(0, 0.08, 1, 1))
 
 
 def _label(row: dict, part: pd.DataFrame) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..run import jsonfiles, rundir
-from .plots import cumulative_elapsed
+from .plots import cumulative_elapsed, save_figure
 
 COLOURS = {"torch": "#1f77b4", "jittor": "#d62728"}
 STYLES = ("-", "--", ":", "-.")
@@ -116,11 +116,7 @@ def plot_ablation(name: str, curves: list[dict], path: Path) -> Path:
         _empty(a_fid_time, "no score during training (eval.every)")
     a_step.legend(fontsize=7)
     fig.suptitle(f"{name}: PyTorch (blue) and Jittor (red); line style = variant")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_framework_plots(run_dirs, out_dir: Path) -> list[Path]:

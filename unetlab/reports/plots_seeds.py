@@ -14,6 +14,7 @@ from scipy import stats
 
 from ..run import jsonfiles, rundir
 from ..run.loss_log import debiased_ema
+from .plots import save_figure
 
 BAND = "95% t-interval over seeds"
 
@@ -66,11 +67,7 @@ def _plot(groups: dict, key: str, title: str, ylabel: str, path: Path, log: bool
         ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_seed_plots(run_dirs, out_dir: Path) -> list[Path]:
