@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import UnetlabError
+from .sequential import sign_patterns
 
 #: the exact sign-flip test enumerates all 2**n sign patterns up to this many pairs; above it,
 #: the paired t-test (the permutation distribution is then close to Student's t)
@@ -61,12 +62,6 @@ def mean_ci(values, level: float = 0.95) -> MeanCI:
         return MeanCI(mean, math.nan, math.nan, 1)
     half = float(stats.t.ppf((1 + level) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
     return MeanCI(mean, mean - half, mean + half, n)
-
-
-def sign_patterns(n: int) -> np.ndarray:
-    """All 2**n patterns of +1/-1 over n pairs, one per row."""
-    codes = np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]
-    return np.where(codes & 1, -1.0, 1.0)
 
 
 def sign_flip_test(diffs, exact_max: int = EXACT_MAX_PAIRS) -> TestResult:

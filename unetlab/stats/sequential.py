@@ -16,7 +16,6 @@ Lower is better (a loss, a distance): a significant negative mean difference is 
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -62,8 +61,10 @@ def look_levels(min_n: int, max_n: int, alpha: float = 0.05, spending: str = "po
 
 
 @lru_cache(maxsize=None)
-def _sign_patterns(n: int) -> np.ndarray:
-    return np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+def sign_patterns(n: int) -> np.ndarray:
+    """All 2**n patterns of +1/-1 over n pairs, one per row (cached: read it, do not change it)."""
+    codes = np.arange(2 ** n)[:, None] >> np.arange(n)[None, :]
+    return np.where(codes & 1, -1.0, 1.0)
 
 
 def sign_flip_pvalues(diffs) -> np.ndarray:
@@ -79,7 +80,7 @@ def sign_flip_pvalues(diffs) -> np.ndarray:
     flat = d.reshape(-1, n)
     observed = np.abs(flat.sum(axis=1))
     tolerance = 1e-9 * np.abs(flat).sum(axis=1) + 1e-15  # sums equal up to rounding count as ties
-    patterns = _sign_patterns(n)
+    patterns = sign_patterns(n)
     counts = np.zeros(len(flat))
     for start in range(0, len(patterns), 1 << 14):
         sums = np.abs(flat @ patterns[start:start + (1 << 14)].T)
